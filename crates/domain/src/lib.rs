@@ -1,0 +1,16 @@
+//! kbgap's domain model: identifiers, the Windows build and servicing-branch model, the
+//! normalized catalog, machine facts and the evaluation engine. Pure: no I/O, no clocks.
+
+pub mod build;
+pub mod catalog;
+pub mod cvrf;
+pub mod engine;
+pub mod ids;
+pub mod machine;
+pub mod product;
+
+pub use build::{Branch, WindowsBuild};
+
+pub use ids::{IdError, KbId, MachineId, SoftwareId, TenantId};
+pub use machine::{MachineFacts, OsFacts};
+pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass};
