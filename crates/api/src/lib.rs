@@ -1,1 +1,212 @@
-//! placeholder
+//! kbgap's HTTP API: MDE's `getmissingkbs`, inventory ingestion, operations endpoints and the
+//! development issuer, with MDE's error envelope on every error. [`Application::bind`] binds
+//! before running, so tests start the real server on `127.0.0.1:0`.
+
+pub mod auth;
+pub mod error;
+pub mod middleware;
+pub mod odata;
+pub mod routes;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Router, ServiceExt};
+use kbgap_auth::{DevIssuer, Validator};
+use kbgap_service::{CatalogHolder, Retention};
+use kbgap_store::Store;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::ApiError;
+use crate::routes::{dev_issuer, inventory, ops, software};
+
+/// Server settings (the binary fills them from flags, environment and the config file).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Base URL clients use, for `@odata.context`; else the request's own scheme and host.
+    pub public_base_url: Option<String>,
+    /// Peers whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub retention: Retention,
+    /// Most snapshots in one ingestion batch.
+    pub max_batch: usize,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    /// Issuer template of the development issuer (its discovery document names it).
+    pub dev_issuer_template: String,
+    /// How often to look for a new catalog generation.
+    pub catalog_poll: Duration,
+    /// How often to take machines that left the retention window out of the counts.
+    pub sweep_interval: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            trusted_proxies: Vec::new(),
+            retention: Retention::default(),
+            max_batch: 1000,
+            body_limit: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            dev_issuer_template: kbgap_auth::DEV_ISSUER_TEMPLATE.to_string(),
+            catalog_poll: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<CatalogHolder>,
+    pub validator: Arc<Validator>,
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The components the server is wired from.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<CatalogHolder>,
+    pub validator: Arc<Validator>,
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("The requested resource does not exist.".into())
+}
+
+/// Keeps the matched route template on the response, for the request log line.
+async fn keep_matched_path(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(m) = matched {
+        resp.extensions_mut().insert(m);
+    }
+    resp
+}
+
+/// The router with every route and the layers that belong inside routing.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    Router::new()
+        .route("/api/Software/{id}/getmissingkbs", get(software::get_missing_kbs))
+        .route("/api/inventory/machines", post(inventory::post_machines))
+        .route(
+            "/api/inventory/machines/{id}",
+            put(inventory::put_machine).delete(inventory::delete_machine),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/openapi.json", get(ops::openapi))
+        .route(dev_issuer::JWKS_PATH, get(dev_issuer::jwks))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(dev_issuer::discovery),
+        )
+        .route_layer(from_fn(keep_matched_path))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port) and prepares the server.
+    pub async fn bind(mut config: ApiConfig, services: Services) -> std::io::Result<Application> {
+        let listener = TcpListener::bind(config.listen).await?;
+        config.listen = listener.local_addr()?;
+        let state = AppState {
+            store: services.store,
+            catalog: services.catalog,
+            validator: services.validator,
+            dev_issuer: services.dev_issuer,
+            config: Arc::new(config),
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.state.config.listen
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let background = spawn_background(self.state.clone());
+        let app = tower::ServiceBuilder::new()
+            .layer(from_fn(middleware::request_id))
+            .layer(from_fn(middleware::normalize_path))
+            .service(router(self.state));
+        let result = axum::serve(
+            self.listener,
+            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        for task in background {
+            task.abort();
+        }
+        result
+    }
+}
+
+/// Catalog reloads (another process imported) and the retention sweep.
+fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let poll = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.config.catalog_poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (store, catalog) = (state.store.clone(), state.catalog.clone());
+                let res = tokio::task::spawn_blocking(move || catalog.refresh(store.as_ref())).await;
+                if let Ok(Err(e)) = res {
+                    tracing::warn!(error = %e, "catalog reload failed; keeping the loaded catalog");
+                }
+            }
+        })
+    };
+    let sweep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let store = state.store.clone();
+            let retention = state.config.retention;
+            let res = tokio::task::spawn_blocking(move || {
+                kbgap_service::sweep(store.as_ref(), time::OffsetDateTime::now_utc(), retention)
+            })
+            .await;
+            match res {
+                Ok(Ok(n)) if n > 0 => tracing::info!(machines = n, "retention sweep removed machines from the counts"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
+                _ => {}
+            }
+        }
+    });
+    vec![poll, sweep]
+}

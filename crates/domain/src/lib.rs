@@ -14,3 +14,5 @@ pub use build::{Branch, WindowsBuild};
 pub use ids::{IdError, KbId, MachineId, SoftwareId, TenantId};
 pub use machine::{MachineFacts, OsFacts};
 pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass};
+pub use catalog::Catalog;
+pub use engine::{evaluate, Evaluation};

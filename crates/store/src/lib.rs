@@ -1,1 +1,129 @@
-//! placeholder
+//! kbgap storage: the imported catalog documents, machine snapshots, per-machine results and
+//! the per-(tenant, software, KB) counts the API reads. One interface, [`Store`]; the embedded
+//! default is SQLite ([`SqliteStore`]).
+
+mod sqlite;
+
+use kbgap_domain::cvrf::CvrfDocument;
+use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};
+use time::Date;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("cannot open the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the database schema is version {found}, newer than this kbgap knows ({known}); upgrade kbgap")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("the catalog changed (generation {expected} → {found}) while the change was prepared; retry")]
+    StaleCatalog { expected: i64, found: i64 },
+    #[error("the inventory changed while the catalog import was prepared; retry")]
+    StaleInventory,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which catalog is stored: its generation (bumped by every import) and the date it is cut
+/// at, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CatalogState {
+    pub generation: i64,
+    pub as_of: Option<Date>,
+    /// Bumped by every inventory change, so a catalog import that re-evaluated machines can
+    /// tell that none changed meanwhile.
+    pub inventory: i64,
+}
+
+/// A machine with its evaluation, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct MachineRecord {
+    pub id: MachineId,
+    /// Unix seconds.
+    pub last_seen: i64,
+    /// The snapshot as JSON, kept so that a new catalog can re-evaluate the machine.
+    pub snapshot: String,
+    pub evaluation: Evaluation,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Documents stored (new, or newer revisions of stored ones).
+    pub stored: Vec<String>,
+    /// Documents skipped because the stored revision is the same or newer.
+    pub skipped: Vec<String>,
+}
+
+/// One row of a `getmissingkbs` answer before the catalog adds names and CVE counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingCount {
+    pub kb: KbId,
+    pub machines: u32,
+}
+
+/// The storage interface. Every tenant-owned read and write takes the tenant first.
+/// Implementations make every method atomic: readers never see half of a change.
+pub trait Store: Send + Sync {
+    fn catalog_state(&self) -> Result<CatalogState>;
+
+    /// All stored documents, for compiling the catalog.
+    fn load_documents(&self) -> Result<Vec<CvrfDocument>>;
+
+    /// Which of `docs` would replace what is stored (a document is replaced only by a newer
+    /// revision), without writing anything.
+    fn plan_import(&self, docs: &[CvrfDocument]) -> Result<ImportSummary>;
+
+    /// Stores documents (newer revisions replace older ones), the per-KB release table, the
+    /// cut date, and the re-evaluated results of every machine, in one transaction, and bumps
+    /// the catalog generation. `expected` (read before the machines were re-evaluated)
+    /// guards against a concurrent import or inventory change.
+    fn import_catalog(
+        &self,
+        docs: &[CvrfDocument],
+        kbs: &[kbgap_domain::catalog::KbInfo],
+        as_of: Option<Date>,
+        expected: CatalogState,
+        results: &[(TenantId, MachineRecord)],
+        active_since: i64,
+    ) -> Result<ImportSummary>;
+
+    /// Every stored machine of every tenant, for re-evaluation.
+    fn all_machines(&self) -> Result<Vec<(TenantId, MachineId, String)>>;
+
+    /// Replaces the given machines of one tenant, atomically, if the catalog is still at
+    /// `generation`. Machines last seen before `active_since` are stored but not counted.
+    fn put_machines(
+        &self,
+        tenant: &TenantId,
+        machines: &[MachineRecord],
+        generation: i64,
+        active_since: i64,
+    ) -> Result<()>;
+
+    /// Deletes one machine; returns whether it existed.
+    fn delete_machine(&self, tenant: &TenantId, id: &MachineId) -> Result<bool>;
+
+    /// Removes machines last seen before `active_since` from the counts; returns how many.
+    fn sweep(&self, active_since: i64) -> Result<usize>;
+
+    /// Whether at least one active machine of the tenant has the software installed.
+    fn software_known(&self, tenant: &TenantId, software: &SoftwareId) -> Result<bool>;
+
+    /// KBs missing on at least one active machine, with how many.
+    fn missing_counts(&self, tenant: &TenantId, software: &SoftwareId)
+        -> Result<Vec<MissingCount>>;
+
+    /// The stored snapshot of one machine.
+    fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>>;
+
+    /// Whether the database answers.
+    fn ping(&self) -> Result<()>;
+}

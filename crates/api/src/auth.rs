@@ -1,0 +1,45 @@
+//! The authenticated caller as an extractor: validates the bearer token with the one
+//! validator (production and development tokens alike) and records the tenant for the log.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use kbgap_auth::{bearer_token, Permission, Principal};
+
+use crate::error::ApiError;
+use crate::middleware::TenantSlot;
+use crate::AppState;
+
+/// A caller whose token validated. Handlers check permissions with [`Caller::require`].
+pub struct Caller(pub Principal);
+
+impl Caller {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        self.0
+            .require(permission)
+            .map_err(|f| ApiError::Forbidden(f.message().to_string()))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or(" "));
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let principal = bearer_token(header)
+            .and_then(|token| state.validator.validate(token, now))
+            .map_err(|e| ApiError::Unauthorized {
+                message: e.to_string(),
+                www_authenticate: e.www_authenticate(),
+            })?;
+        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
+            if let Ok(mut t) = slot.0.lock() {
+                *t = Some(principal.tenant.to_string());
+            }
+        }
+        Ok(Caller(principal))
+    }
+}

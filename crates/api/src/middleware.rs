@@ -1,0 +1,184 @@
+//! Request plumbing around the router: the request id (reused from `request-id` /
+//! `x-request-id` when sane), one log line per request, MDE path normalization, and the
+//! rewrite of bare framework errors into the MDE envelope.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, Enveloped, REQUEST_ID};
+
+/// Filled by the authentication extractor so the request log line can name the tenant.
+#[derive(Clone, Default)]
+pub struct TenantSlot(pub Arc<Mutex<Option<String>>>);
+
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        .then(|| s.to_string())
+}
+
+/// Outermost layer: assigns the request id, makes it the envelope's `target` and the
+/// `request-id` response header, and logs the request when it completes.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = ["request-id", "x-request-id"]
+        .iter()
+        .find_map(|h| req.headers().get(*h).and_then(sane_request_id))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let tenant = TenantSlot::default();
+    req.extensions_mut().insert(tenant.clone());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), async move {
+            let resp = next.run(req).await;
+            envelope(resp)
+        })
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    let route = resp
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "-".into());
+    let tenant = tenant.0.lock().ok().and_then(|t| t.clone()).unwrap_or_default();
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        tenant = %tenant,
+        status = resp.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+/// Replaces the body of an error response that is not already the envelope (axum's 404,
+/// 405, 413, a timeout, a caught panic) with the envelope for its status, keeping headers
+/// such as `Allow`.
+fn envelope(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || resp.extensions().get::<Enveloped>().is_some()
+    {
+        return resp;
+    }
+    let matched = resp.extensions().get::<MatchedPath>().cloned();
+    let (parts, _) = resp.into_parts();
+    let mut fresh = ApiError::from_status(status).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(m) = matched {
+        fresh.extensions_mut().insert(m);
+    }
+    fresh
+}
+
+/// MDE's routing is case-insensitive and accepts `/api/v1.0/…` as an alias of `/api/…`.
+/// Rewrites known API paths to their canonical spelling before routing.
+pub async fn normalize_path(mut req: Request, next: Next) -> Response {
+    if let Some(canonical) = canonical_path(req.uri().path()) {
+        match canonical {
+            Canonical::Path(path) => {
+                let mut parts = req.uri().clone().into_parts();
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                match pq.parse() {
+                    Ok(pq) => {
+                        parts.path_and_query = Some(pq);
+                        if let Ok(uri) = Uri::from_parts(parts) {
+                            *req.uri_mut() = uri;
+                        }
+                    }
+                    Err(_) => {
+                        return ApiError::InvalidInput("The request path is malformed.".into())
+                            .into_response()
+                    }
+                }
+            }
+            Canonical::EmptyId => {
+                return ApiError::InvalidInput("The software id is empty.".into()).into_response()
+            }
+        }
+    }
+    next.run(req).await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Canonical {
+    Path(String),
+    EmptyId,
+}
+
+fn canonical_path(path: &str) -> Option<Canonical> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() < 3 || !segments[0].is_empty() || !segments[1].eq_ignore_ascii_case("api") {
+        return None;
+    }
+    let rest = if segments[2].eq_ignore_ascii_case("v1.0") {
+        &segments[3..]
+    } else {
+        &segments[2..]
+    };
+    match rest {
+        [software, id, action]
+            if software.eq_ignore_ascii_case("software")
+                && action.eq_ignore_ascii_case("getmissingkbs") =>
+        {
+            if id.is_empty() {
+                Some(Canonical::EmptyId)
+            } else {
+                Some(Canonical::Path(format!("/api/Software/{id}/getmissingkbs")))
+            }
+        }
+        [inventory, machines, tail @ ..]
+            if inventory.eq_ignore_ascii_case("inventory")
+                && machines.eq_ignore_ascii_case("machines") =>
+        {
+            let mut p = "/api/inventory/machines".to_string();
+            for t in tail {
+                p.push('/');
+                p.push_str(t);
+            }
+            Some(Canonical::Path(p))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_paths() {
+        let p = |s: &str| canonical_path(s);
+        assert_eq!(
+            p("/API/software/microsoft-_-edge/GetMissingKBs"),
+            Some(Canonical::Path("/api/Software/microsoft-_-edge/getmissingkbs".into()))
+        );
+        assert_eq!(
+            p("/api/v1.0/Software/a%20b/getmissingkbs"),
+            Some(Canonical::Path("/api/Software/a%20b/getmissingkbs".into()))
+        );
+        assert_eq!(p("/api/Software//getmissingkbs"), Some(Canonical::EmptyId));
+        assert_eq!(
+            p("/Api/Inventory/Machines/m1"),
+            Some(Canonical::Path("/api/inventory/machines/m1".into()))
+        );
+        assert_eq!(p("/healthz"), None);
+        assert_eq!(p("/api/Software/x/other"), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! Operations endpoints, without authentication: liveness, readiness and the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::blocking;
+use crate::AppState;
+
+/// The process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Storage answers and a catalog is loaded.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        store.ping().map_err(|e| {
+            tracing::warn!(error = %e, "readiness: storage unreachable");
+            ApiError::ServiceUnavailable("Storage is unreachable.".into())
+        })
+    })
+    .await?;
+    let catalog = state.catalog.current();
+    if catalog.generation == 0 {
+        return Err(ApiError::ServiceUnavailable(
+            "No catalog has been imported yet; run `kbgap catalog import`.".into(),
+        ));
+    }
+    Ok(Json(json!({
+        "status": "ready",
+        "catalogGeneration": catalog.generation,
+        "catalogKbs": catalog.catalog.kb_count(),
+    })))
+}
+
+/// The OpenAPI description of the API.
+pub async fn openapi() -> Response {
+    let mut resp = include_str!("../../openapi.json").into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}

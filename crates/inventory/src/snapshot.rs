@@ -1,0 +1,315 @@
+//! The machine snapshot, in MDE's camelCase style, and its strict validation: an invalid
+//! snapshot is rejected with the JSON path of the offending field, never half-stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kbgap_domain::{Arch, InstallType, KbId, MachineFacts, MachineId, OsFacts, SoftwareId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// One machine's state as reported by an inventory source. See `docs/snapshot.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Snapshot {
+    /// Machine id, unique within the tenant. Optional in `PUT` (the path names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<MachineId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer_dns_name: Option<String>,
+    /// When the machine was last seen (RFC 3339). Machines not seen within the retention
+    /// window (30 days by default) count nowhere.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// `Windows10`, `Windows11`, `WindowsServer2019`, … (MDE's `osPlatform`), or the OS
+    /// software id (`microsoft-_-windows_10`).
+    pub os_platform: String,
+    /// Full build, `10.0.19045.3570`; without the revision (`10.0.19045`) only KB evidence
+    /// can decide.
+    pub os_build: String,
+    /// `x64`, `x86`, `arm64` (also MDE's `64-bit` / `32-bit`).
+    pub os_architecture: String,
+    /// `full` (default) or `serverCore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_type: Option<String>,
+    #[serde(default)]
+    pub hotpatch_enrolled: bool,
+    /// Installed software other than the OS, by software id (`microsoft-_-internet_explorer`).
+    #[serde(default)]
+    pub software: Vec<InstalledSoftware>,
+    /// Installed KBs, `KB5034122` or `5034122`.
+    #[serde(default)]
+    pub installed_kbs: Vec<String>,
+    /// Whether `installedKbs` is the complete list of installed updates.
+    #[serde(default)]
+    pub installed_kbs_complete: bool,
+    /// KBs installed but waiting for a restart.
+    #[serde(default)]
+    pub pending_restart_kbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstalledSoftware {
+    pub id: SoftwareId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Why a snapshot was rejected: the JSON path of the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SnapshotError {
+    /// `osBuild`, `software[2].id`, `[3].lastSeen` (within a batch), or `.` for the document.
+    pub path: String,
+    pub message: String,
+}
+
+impl SnapshotError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SnapshotError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error inside a batch, at entry `index`.
+    pub fn at_index(self, index: usize) -> Self {
+        let path = if self.path == "." {
+            format!("[{index}]")
+        } else {
+            format!("[{index}].{}", self.path)
+        };
+        SnapshotError { path, ..self }
+    }
+}
+
+/// Parses and validates one snapshot document.
+pub fn parse_snapshot(json: &[u8]) -> Result<Snapshot, SnapshotError> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let snapshot: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        SnapshotError::new(path, e.into_inner().to_string())
+    })?;
+    snapshot.facts()?;
+    Ok(snapshot)
+}
+
+/// Parses a batch: a JSON array, or NDJSON (one snapshot per non-empty line) when `ndjson`.
+/// Any invalid entry rejects the whole batch, naming the entry's index.
+pub fn parse_snapshots(body: &[u8], ndjson: bool) -> Result<Vec<Snapshot>, SnapshotError> {
+    if ndjson {
+        let text = std::str::from_utf8(body)
+            .map_err(|e| SnapshotError::new(".", format!("body is not UTF-8: {e}")))?;
+        return text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| parse_snapshot(line.as_bytes()).map_err(|e| e.at_index(i)))
+            .collect();
+    }
+    let values: Vec<serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| SnapshotError::new(".", format!("expected a JSON array of snapshots: {e}")))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let bytes = serde_json::to_vec(v).map_err(|e| SnapshotError::new(".", e.to_string()))?;
+            parse_snapshot(&bytes).map_err(|e| e.at_index(i))
+        })
+        .collect()
+}
+
+/// MDE `osPlatform` values and the OS software ids they stand for.
+const PLATFORMS: &[(&str, &str)] = &[
+    ("windows7", "windows_7"),
+    ("windows8.1", "windows_8.1"),
+    ("windows8blue", "windows_8.1"),
+    ("windows10", "windows_10"),
+    ("windows11", "windows_11"),
+    ("windowsserver2008", "windows_server_2008"),
+    ("windowsserver2008r2", "windows_server_2008_r2"),
+    ("windowsserver2012", "windows_server_2012"),
+    ("windowsserver2012r2", "windows_server_2012_r2"),
+    ("windowsserver2016", "windows_server_2016"),
+    ("windowsserver2019", "windows_server_2019"),
+    ("windowsserver2022", "windows_server_2022"),
+    ("windowsserver2025", "windows_server_2025"),
+];
+
+fn os_software(platform: &str) -> Option<SoftwareId> {
+    let p = platform.trim().to_ascii_lowercase();
+    if p.contains("-_-") {
+        return SoftwareId::parse(&p).ok();
+    }
+    let compact: String = p.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
+    PLATFORMS
+        .iter()
+        .find(|(name, _)| *name == compact)
+        .map(|(_, product)| SoftwareId::microsoft(product))
+}
+
+fn arch(s: &str) -> Option<Arch> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "x64" | "amd64" | "64-bit" | "x64-based" => Some(Arch::X64),
+        "x86" | "32-bit" | "x86-based" => Some(Arch::X86),
+        "arm64" | "arm64-based" => Some(Arch::Arm64),
+        "itanium" | "ia64" => Some(Arch::Itanium),
+        _ => None,
+    }
+}
+
+fn kb_list(field: &str, items: &[String]) -> Result<BTreeSet<KbId>, SnapshotError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, k)| KbId::parse(k).map_err(|e| SnapshotError::new(format!("{field}[{i}]"), e.to_string())))
+        .collect()
+}
+
+impl Snapshot {
+    /// The evaluation facts this snapshot states.
+    pub fn facts(&self) -> Result<MachineFacts, SnapshotError> {
+        let os_software = os_software(&self.os_platform).ok_or_else(|| {
+            SnapshotError::new(
+                "osPlatform",
+                format!(
+                    "unknown platform '{}': expected one of Windows7, Windows8.1, Windows10, \
+                     Windows11, WindowsServer2008, WindowsServer2008R2, WindowsServer2012, \
+                     WindowsServer2012R2, WindowsServer2016, WindowsServer2019, \
+                     WindowsServer2022, WindowsServer2025, or an OS software id",
+                    self.os_platform
+                ),
+            )
+        })?;
+        let build = kbgap_domain::WindowsBuild::parse(&self.os_build).ok_or_else(|| {
+            SnapshotError::new(
+                "osBuild",
+                format!(
+                    "'{}' is not a Windows build such as 10.0.19045.3570",
+                    self.os_build
+                ),
+            )
+        })?;
+        let arch = arch(&self.os_architecture).ok_or_else(|| {
+            SnapshotError::new(
+                "osArchitecture",
+                format!(
+                    "'{}' is not one of x64, x86, arm64, 64-bit, 32-bit",
+                    self.os_architecture
+                ),
+            )
+        })?;
+        let install_type = match self.installation_type.as_deref().map(str::to_ascii_lowercase) {
+            None => InstallType::Full,
+            Some(t) if t == "full" => InstallType::Full,
+            Some(t) if t == "servercore" || t == "server core" => InstallType::ServerCore,
+            Some(t) => {
+                return Err(SnapshotError::new(
+                    "installationType",
+                    format!("'{t}' is not one of full, serverCore"),
+                ))
+            }
+        };
+        if let Some(name) = &self.computer_dns_name {
+            if name.len() > 255 || name.chars().any(char::is_control) {
+                return Err(SnapshotError::new(
+                    "computerDnsName",
+                    "must be at most 255 characters without control characters",
+                ));
+            }
+        }
+        let mut software: BTreeMap<SoftwareId, Option<String>> = BTreeMap::new();
+        for (i, s) in self.software.iter().enumerate() {
+            if software.insert(s.id.clone(), s.version.clone()).is_some() {
+                return Err(SnapshotError::new(
+                    format!("software[{i}].id"),
+                    format!("'{}' is listed twice", s.id),
+                ));
+            }
+        }
+        software.insert(os_software.clone(), Some(build.to_string()));
+        Ok(MachineFacts {
+            os: Some(OsFacts {
+                software: os_software,
+                build: build.build,
+                revision: build.revision,
+                arch,
+                install_type,
+                hotpatch_enrolled: self.hotpatch_enrolled,
+            }),
+            software,
+            installed_kbs: kb_list("installedKbs", &self.installed_kbs)?,
+            kb_list_complete: self.installed_kbs_complete,
+            pending_kbs: kb_list("pendingRestartKbs", &self.pending_restart_kbs)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"{
+        "id": "pc-1",
+        "computerDnsName": "pc-1.contoso.com",
+        "lastSeen": "2024-01-30T10:00:00Z",
+        "osPlatform": "Windows10",
+        "osBuild": "10.0.19045.3570",
+        "osArchitecture": "x64",
+        "software": [{"id": "microsoft-_-internet_explorer", "version": "11.0"}],
+        "installedKbs": ["KB5031356", "5030211"],
+        "installedKbsComplete": true,
+        "pendingRestartKbs": ["KB5034122"]
+    }"#;
+
+    #[test]
+    fn a_valid_snapshot_gives_exact_facts() {
+        let s = parse_snapshot(VALID.as_bytes()).unwrap();
+        let f = s.facts().unwrap();
+        let os = f.os.unwrap();
+        assert_eq!(os.software.as_str(), "microsoft-_-windows_10");
+        assert_eq!((os.build, os.revision, os.arch), (19045, Some(3570), Arch::X64));
+        assert_eq!(os.install_type, InstallType::Full);
+        assert_eq!(
+            f.installed_kbs.iter().map(|k| k.number()).collect::<Vec<_>>(),
+            vec![5030211, 5031356]
+        );
+        assert!(f.kb_list_complete);
+        assert_eq!(f.pending_kbs.iter().next().unwrap().number(), 5034122);
+        assert_eq!(
+            f.software.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["microsoft-_-internet_explorer", "microsoft-_-windows_10"]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad_build = VALID.replace("10.0.19045.3570", "banana");
+        let e = parse_snapshot(bad_build.as_bytes()).unwrap_err();
+        assert_eq!(e.path, "osBuild");
+        let bad_kb = VALID.replace("5030211", "Release Notes");
+        assert_eq!(parse_snapshot(bad_kb.as_bytes()).unwrap_err().path, "installedKbs[1]");
+        let bad_sw = VALID.replace("microsoft-_-internet_explorer", "a/b");
+        assert_eq!(parse_snapshot(bad_sw.as_bytes()).unwrap_err().path, "software[0].id");
+        let unknown = VALID.replace("\"osArchitecture\"", "\"osArch\"");
+        let e = parse_snapshot(unknown.as_bytes()).unwrap_err();
+        assert!(e.message.contains("unknown field `osArch`"), "{e}");
+        let bad_date = VALID.replace("2024-01-30T10:00:00Z", "yesterday");
+        assert_eq!(parse_snapshot(bad_date.as_bytes()).unwrap_err().path, "lastSeen");
+    }
+
+    #[test]
+    fn batches_name_the_failing_entry() {
+        let good = VALID.replace('\n', " ");
+        let bad = good.replace("Windows10", "Windows95");
+        let ndjson = format!("{good}\n\n{bad}\n");
+        let e = parse_snapshots(ndjson.as_bytes(), true).unwrap_err();
+        assert_eq!(e.path, "[1].osPlatform");
+        let array = format!("[{good},{good},{bad}]");
+        assert_eq!(parse_snapshots(array.as_bytes(), false).unwrap_err().path, "[2].osPlatform");
+        assert_eq!(parse_snapshots(format!("[{good}]").as_bytes(), false).unwrap().len(), 1);
+        assert_eq!(parse_snapshots(b"{}", false).unwrap_err().path, ".");
+    }
+}

@@ -1,0 +1,325 @@
+//! kbgap's application services, shared by the HTTP API and the CLI: compiling and importing
+//! the catalog, ingesting snapshots, re-evaluating machines and answering the missing-KB query.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kbgap_domain::catalog::KbInfo;
+use kbgap_domain::cvrf::CvrfDocument;
+use kbgap_domain::{evaluate, Catalog, KbId, MachineId, SoftwareId, TenantId};
+use kbgap_inventory::{Snapshot, SnapshotError};
+use kbgap_store::{CatalogState, ImportSummary, MachineRecord, Store, StoreError};
+use time::{Date, OffsetDateTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("stored snapshot of machine {machine} of tenant {tenant} no longer parses: {error}")]
+    StoredSnapshot {
+        tenant: TenantId,
+        machine: MachineId,
+        error: String,
+    },
+    #[error("the store kept changing during {0}; gave up after several attempts")]
+    Contention(&'static str),
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// How long a machine stays active after it was last seen (MDE counts the last 30 days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Duration);
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention(Duration::from_secs(30 * 24 * 3600))
+    }
+}
+
+impl Retention {
+    /// Machines last seen at or after this Unix time are active.
+    pub fn active_since(&self, now: OffsetDateTime) -> i64 {
+        now.unix_timestamp() - self.0.as_secs() as i64
+    }
+}
+
+/// Compiles catalog documents with kbgap's product normalization.
+pub fn compile(docs: &[CvrfDocument], as_of: Option<Date>) -> Catalog {
+    Catalog::build(
+        docs,
+        kbgap_catalog::normalize,
+        kbgap_catalog::parse_supersedence,
+        as_of,
+    )
+}
+
+/// A compiled catalog and the stored generation it was compiled from.
+#[derive(Debug)]
+pub struct CompiledCatalog {
+    pub catalog: Catalog,
+    pub generation: i64,
+}
+
+/// The catalog in memory, swapped whole when the stored generation changes, so readers
+/// always see one consistent catalog.
+#[derive(Debug)]
+pub struct CatalogHolder {
+    current: RwLock<Arc<CompiledCatalog>>,
+}
+
+impl CatalogHolder {
+    pub fn load(store: &dyn Store) -> Result<CatalogHolder> {
+        Ok(CatalogHolder {
+            current: RwLock::new(Arc::new(load_compiled(store)?)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<CompiledCatalog> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Recompiles when the stored generation differs from the one in memory; returns
+    /// whether it did.
+    pub fn refresh(&self, store: &dyn Store) -> Result<bool> {
+        let stored = store.catalog_state()?.generation;
+        if stored == self.current().generation {
+            return Ok(false);
+        }
+        let compiled = Arc::new(load_compiled(store)?);
+        tracing::info!(
+            generation = compiled.generation,
+            kbs = compiled.catalog.kb_count(),
+            "catalog reloaded"
+        );
+        match self.current.write() {
+            Ok(mut g) => *g = compiled,
+            Err(poisoned) => *poisoned.into_inner() = compiled,
+        }
+        Ok(true)
+    }
+}
+
+fn load_compiled(store: &dyn Store) -> Result<CompiledCatalog> {
+    // Read the state before the documents: if an import lands in between, the generation is
+    // older than the documents and the next refresh compiles again.
+    let state = store.catalog_state()?;
+    let docs = store.load_documents()?;
+    Ok(CompiledCatalog {
+        catalog: compile(&docs, state.as_of),
+        generation: state.generation,
+    })
+}
+
+/// What a catalog import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub summary: ImportSummary,
+    pub documents: usize,
+    pub kbs: usize,
+    pub machines_reevaluated: usize,
+    pub generation: i64,
+    pub as_of: Option<Date>,
+}
+
+const ATTEMPTS: usize = 3;
+
+/// Imports documents: newer revisions replace stored ones, the catalog is recompiled (cut at
+/// `as_of` when given), every machine is re-evaluated, and all of it becomes visible in one
+/// transaction. Nothing is written when nothing would change.
+pub fn import_catalog(
+    store: &dyn Store,
+    docs: &[CvrfDocument],
+    as_of: Option<Date>,
+    now: OffsetDateTime,
+    retention: Retention,
+) -> Result<ImportReport> {
+    for _ in 0..ATTEMPTS {
+        let state = store.catalog_state()?;
+        let summary = store.plan_import(docs)?;
+        let mut merged = store.load_documents()?;
+        if summary.stored.is_empty() && state.as_of == as_of && state.generation > 0 {
+            let catalog = compile(&merged, as_of);
+            return Ok(ImportReport {
+                summary,
+                documents: catalog.document_count(),
+                kbs: catalog.kb_count(),
+                machines_reevaluated: 0,
+                generation: state.generation,
+                as_of,
+            });
+        }
+        merged.retain(|d| !summary.stored.contains(&d.id));
+        for d in docs {
+            if summary.stored.contains(&d.id) && !merged.iter().any(|m| m.id == d.id) {
+                merged.push(d.clone());
+            }
+        }
+        // A batch may hold two revisions of one document: keep the newest.
+        merged.sort_by(|a, b| (&a.id, b.current_release).cmp(&(&b.id, a.current_release)));
+        merged.dedup_by(|later, first| later.id == first.id);
+        let catalog = compile(&merged, as_of);
+        let results = reevaluate_all(store, &catalog)?;
+        let kbs: Vec<KbInfo> = catalog.kb_infos().cloned().collect();
+        match store.import_catalog(
+            docs,
+            &kbs,
+            as_of,
+            state,
+            &results,
+            retention.active_since(now),
+        ) {
+            Ok(summary) => {
+                return Ok(ImportReport {
+                    summary,
+                    documents: catalog.document_count(),
+                    kbs: catalog.kb_count(),
+                    machines_reevaluated: results.len(),
+                    generation: state.generation + 1,
+                    as_of,
+                })
+            }
+            Err(StoreError::StaleCatalog { .. } | StoreError::StaleInventory) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Contention("the catalog import"))
+}
+
+fn reevaluate_all(store: &dyn Store, catalog: &Catalog) -> Result<Vec<(TenantId, MachineRecord)>> {
+    let mut out = Vec::new();
+    for (tenant, machine, json) in store.all_machines()? {
+        let snapshot = kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| {
+            ServiceError::StoredSnapshot {
+                tenant: tenant.clone(),
+                machine: machine.clone(),
+                error: e.to_string(),
+            }
+        })?;
+        let record = record(catalog, machine, &snapshot, json)?;
+        out.push((tenant, record));
+    }
+    Ok(out)
+}
+
+fn record(
+    catalog: &Catalog,
+    id: MachineId,
+    snapshot: &Snapshot,
+    json: String,
+) -> Result<MachineRecord> {
+    Ok(MachineRecord {
+        id,
+        last_seen: snapshot.last_seen.unix_timestamp(),
+        snapshot: json,
+        evaluation: evaluate(catalog, &snapshot.facts()?),
+    })
+}
+
+/// Evaluates and stores snapshots of one tenant, atomically. Each snapshot's `id` must be set.
+pub fn ingest(
+    store: &dyn Store,
+    catalog: &CatalogHolder,
+    tenant: &TenantId,
+    snapshots: &[Snapshot],
+    now: OffsetDateTime,
+    retention: Retention,
+) -> Result<()> {
+    for _ in 0..ATTEMPTS {
+        let compiled = catalog.current();
+        let mut records = Vec::with_capacity(snapshots.len());
+        for (i, s) in snapshots.iter().enumerate() {
+            let id = s.id.clone().ok_or_else(|| SnapshotError {
+                path: if snapshots.len() == 1 {
+                    "id".into()
+                } else {
+                    format!("[{i}].id")
+                },
+                message: "missing machine id".into(),
+            })?;
+            let json = serde_json::to_string(s).map_err(|e| SnapshotError {
+                path: ".".into(),
+                message: e.to_string(),
+            })?;
+            records.push(record(&compiled.catalog, id, s, json)?);
+        }
+        match store.put_machines(
+            tenant,
+            &records,
+            compiled.generation,
+            retention.active_since(now),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(StoreError::StaleCatalog { .. }) => {
+                catalog.refresh(store)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Contention("ingestion"))
+}
+
+/// One KB of a `getmissingkbs` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingKb {
+    pub kb: KbId,
+    pub name: String,
+    pub url: String,
+    pub machines: u32,
+    pub cve_addressed: u32,
+}
+
+/// The missing KBs of one software across the tenant's active machines, in MDE's order
+/// (`machineMissedOn` desc, `cveAddressed` desc, KB asc). `None` when no active machine of
+/// the tenant has the software.
+pub fn missing_kbs(
+    store: &dyn Store,
+    catalog: &Catalog,
+    tenant: &TenantId,
+    software: &SoftwareId,
+) -> Result<Option<Vec<MissingKb>>> {
+    if !store.software_known(tenant, software)? {
+        return Ok(None);
+    }
+    let mut rows: Vec<MissingKb> = store
+        .missing_counts(tenant, software)?
+        .into_iter()
+        .filter_map(|c| {
+            let Some(info) = catalog.kb(c.kb) else {
+                // Counts are rewritten with every catalog import; a KB the catalog no longer
+                // has can only be seen between an import and this replica's reload.
+                tracing::warn!(kb = %c.kb, "count for a KB the loaded catalog does not have");
+                return None;
+            };
+            Some(MissingKb {
+                kb: c.kb,
+                name: info.name.clone(),
+                url: info.url(),
+                machines: c.machines,
+                cve_addressed: catalog.cve_addressed(software, c.kb),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.machines
+            .cmp(&a.machines)
+            .then(b.cve_addressed.cmp(&a.cve_addressed))
+            .then(a.kb.cmp(&b.kb))
+    });
+    Ok(Some(rows))
+}
+
+/// Takes machines that left the retention window out of the counts.
+pub fn sweep(store: &dyn Store, now: OffsetDateTime, retention: Retention) -> Result<usize> {
+    Ok(store.sweep(retention.active_since(now))?)
+}
+
+/// The catalog state as stored, for status output.
+pub fn catalog_state(store: &dyn Store) -> Result<CatalogState> {
+    Ok(store.catalog_state()?)
+}

@@ -1,0 +1,652 @@
+//! The embedded SQLite store: one file in the data directory, WAL mode, a single writer
+//! connection and a small pool of readers, migrations applied when opened.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kbgap_domain::catalog::KbInfo;
+use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
+use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use time::macros::format_description;
+use time::{Date, PrimitiveDateTime};
+
+use crate::{
+    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError,
+};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+const DATE_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]");
+
+/// Readers kept open for reuse; more are opened on demand.
+const IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `kbgap.sqlite` in `data_dir` and applies migrations.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join("kbgap.sqlite");
+        let mut writer = Self::connect(&path)?;
+        migrate(&mut writer)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(path: &Path) -> Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(conn)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().map_err(|_| corrupt("reader pool poisoned"))?.pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => Self::connect(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().map_err(|_| corrupt("reader pool poisoned"))?;
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().map_err(|_| corrupt("writer poisoned"))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(migration = i + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM catalog_meta WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn set_meta(tx: &Transaction, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO catalog_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn catalog_state(conn: &Connection) -> Result<CatalogState> {
+    let generation = match meta(conn, "generation")? {
+        Some(g) => g.parse().map_err(|_| corrupt("catalog generation is not a number"))?,
+        None => 0,
+    };
+    let as_of = match meta(conn, "as_of")? {
+        Some(d) if !d.is_empty() => {
+            Some(Date::parse(&d, DATE).map_err(|_| corrupt("catalog as-of date is not a date"))?)
+        }
+        _ => None,
+    };
+    let inventory = match meta(conn, "inventory")? {
+        Some(g) => g.parse().map_err(|_| corrupt("inventory generation is not a number"))?,
+        None => 0,
+    };
+    Ok(CatalogState {
+        generation,
+        as_of,
+        inventory,
+    })
+}
+
+fn bump_inventory(tx: &Transaction, state: &CatalogState) -> Result<()> {
+    set_meta(tx, "inventory", &(state.inventory + 1).to_string())
+}
+
+fn format_dt(dt: PrimitiveDateTime) -> String {
+    dt.format(DATE_TIME).unwrap_or_default()
+}
+
+fn parse_dt(s: &str) -> Result<PrimitiveDateTime> {
+    PrimitiveDateTime::parse(s, DATE_TIME).map_err(|_| corrupt(format!("bad date {s}")))
+}
+
+/// Stored revisions of documents: id → current release.
+fn stored_revisions(conn: &Connection) -> Result<HashMap<String, String>> {
+    let mut stmt = conn.prepare("SELECT id, current_release FROM documents")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn plan(conn: &Connection, docs: &[CvrfDocument]) -> Result<ImportSummary> {
+    let stored = stored_revisions(conn)?;
+    let mut summary = ImportSummary::default();
+    // Within one import, the newest revision of each document wins.
+    let mut newest: BTreeMap<&str, &CvrfDocument> = BTreeMap::new();
+    for d in docs {
+        match newest.get(d.id.as_str()) {
+            Some(prev) if prev.current_release >= d.current_release => {}
+            _ => {
+                newest.insert(&d.id, d);
+            }
+        }
+    }
+    for (id, d) in newest {
+        match stored.get(id) {
+            Some(cur) if *cur >= format_dt(d.current_release) => summary.skipped.push(id.into()),
+            _ => summary.stored.push(id.into()),
+        }
+    }
+    Ok(summary)
+}
+
+fn write_document(tx: &Transaction, doc: &CvrfDocument) -> Result<()> {
+    tx.execute("DELETE FROM documents WHERE id = ?1", [&doc.id])?;
+    tx.execute(
+        "INSERT INTO documents (id, title, initial_release, current_release) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            doc.id,
+            doc.title,
+            format_dt(doc.initial_release),
+            format_dt(doc.current_release)
+        ],
+    )?;
+    // One row per distinct remediation and product, with the vulnerabilities it fixes.
+    type Key<'a> = (
+        KbId,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let mut groups: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
+    for f in &doc.fixes {
+        let cves = groups
+            .entry((
+                f.kb,
+                f.product_id.as_str(),
+                f.product_name.as_str(),
+                f.sub_type.as_deref(),
+                f.fixed_build.as_deref(),
+                f.supersedence.as_deref(),
+            ))
+            .or_default();
+        if !cves.contains(&f.cve.as_str()) {
+            cves.push(&f.cve);
+        }
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO document_fixes
+         (document_id, kb, product_id, product_name, sub_type, fixed_build, supersedence, cves)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for ((kb, pid, pname, st, fb, sup), cves) in groups {
+        stmt.execute(params![
+            doc.id,
+            kb.number(),
+            pid,
+            pname,
+            st,
+            fb,
+            sup,
+            cves.join(" ")
+        ])?;
+    }
+    Ok(())
+}
+
+/// Subtracts a counted machine's contribution from the counts.
+fn uncount(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE software_counts SET machines = machines - 1
+         WHERE tenant_id = ?1 AND software IN
+           (SELECT software FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2)",
+        params![tenant, machine],
+    )?;
+    tx.execute(
+        "UPDATE missing_counts SET machines = machines - 1
+         WHERE tenant_id = ?1 AND (software, kb) IN
+           (SELECT software, kb FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2)",
+        params![tenant, machine],
+    )?;
+    Ok(())
+}
+
+fn delete_results(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2",
+        params![tenant, machine],
+    )?;
+    tx.execute(
+        "DELETE FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2",
+        params![tenant, machine],
+    )?;
+    Ok(())
+}
+
+fn write_results(tx: &Transaction, tenant: &str, m: &MachineRecord) -> Result<()> {
+    let mut sw = tx.prepare_cached(
+        "INSERT INTO machine_software (tenant_id, machine_id, software, indeterminate)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for s in &m.evaluation.software {
+        let indeterminate = m.evaluation.indeterminate.contains(s);
+        sw.execute(params![tenant, m.id.as_str(), s.as_str(), indeterminate])?;
+    }
+    let mut missing = tx.prepare_cached(
+        "INSERT INTO machine_missing (tenant_id, machine_id, software, kb) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (s, kbs) in &m.evaluation.missing {
+        for kb in kbs {
+            missing.execute(params![tenant, m.id.as_str(), s.as_str(), kb.number()])?;
+        }
+    }
+    Ok(())
+}
+
+fn count(tx: &Transaction, tenant: &str, m: &MachineRecord) -> Result<()> {
+    let mut sw = tx.prepare_cached(
+        "INSERT INTO software_counts (tenant_id, software, machines) VALUES (?1, ?2, 1)
+         ON CONFLICT (tenant_id, software) DO UPDATE SET machines = software_counts.machines + 1",
+    )?;
+    for s in &m.evaluation.software {
+        sw.execute(params![tenant, s.as_str()])?;
+    }
+    let mut missing = tx.prepare_cached(
+        "INSERT INTO missing_counts (tenant_id, software, kb, machines) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (tenant_id, software, kb) DO UPDATE SET machines = missing_counts.machines + 1",
+    )?;
+    for (s, kbs) in &m.evaluation.missing {
+        for kb in kbs {
+            missing.execute(params![tenant, s.as_str(), kb.number()])?;
+        }
+    }
+    Ok(())
+}
+
+fn prune_counts(tx: &Transaction) -> Result<()> {
+    tx.execute("DELETE FROM software_counts WHERE machines <= 0", [])?;
+    tx.execute("DELETE FROM missing_counts WHERE machines <= 0", [])?;
+    Ok(())
+}
+
+fn is_counted(tx: &Transaction, tenant: &str, machine: &str) -> Result<Option<bool>> {
+    Ok(tx
+        .query_row(
+            "SELECT counted FROM machines WHERE tenant_id = ?1 AND machine_id = ?2",
+            params![tenant, machine],
+            |r| r.get::<_, bool>(0),
+        )
+        .optional()?)
+}
+
+fn put_machine(tx: &Transaction, tenant: &str, m: &MachineRecord, active_since: i64) -> Result<()> {
+    let id = m.id.as_str();
+    if is_counted(tx, tenant, id)? == Some(true) {
+        uncount(tx, tenant, id)?;
+    }
+    delete_results(tx, tenant, id)?;
+    let counted = m.last_seen >= active_since;
+    tx.prepare_cached(
+        "INSERT INTO machines (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant_id, machine_id) DO UPDATE SET
+           last_seen = excluded.last_seen, snapshot = excluded.snapshot,
+           counted = excluded.counted, pending_restart = excluded.pending_restart",
+    )?
+    .execute(params![
+        tenant,
+        id,
+        m.last_seen,
+        m.snapshot,
+        counted,
+        m.evaluation.pending_restart
+    ])?;
+    write_results(tx, tenant, m)?;
+    if counted {
+        count(tx, tenant, m)?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn catalog_state(&self) -> Result<CatalogState> {
+        self.read(catalog_state)
+    }
+
+    fn load_documents(&self) -> Result<Vec<CvrfDocument>> {
+        self.read(|conn| {
+            let mut docs: BTreeMap<String, CvrfDocument> = BTreeMap::new();
+            let mut stmt = conn
+                .prepare("SELECT id, title, initial_release, current_release FROM documents")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let id: String = r.get(0)?;
+                docs.insert(
+                    id.clone(),
+                    CvrfDocument {
+                        id,
+                        title: r.get(1)?,
+                        initial_release: parse_dt(&r.get::<_, String>(2)?)?,
+                        current_release: parse_dt(&r.get::<_, String>(3)?)?,
+                        fixes: Vec::new(),
+                    },
+                );
+            }
+            let mut stmt = conn.prepare(
+                "SELECT document_id, kb, product_id, product_name, sub_type, fixed_build,
+                        supersedence, cves
+                 FROM document_fixes ORDER BY rowid",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let doc_id: String = r.get(0)?;
+                let kb = KbId::from_number(r.get(1)?).map_err(corrupt)?;
+                let doc = docs
+                    .get_mut(&doc_id)
+                    .ok_or_else(|| corrupt(format!("fix of unknown document {doc_id}")))?;
+                let product_id: String = r.get(2)?;
+                let product_name: String = r.get(3)?;
+                let sub_type: Option<String> = r.get(4)?;
+                let fixed_build: Option<String> = r.get(5)?;
+                let supersedence: Option<String> = r.get(6)?;
+                let cves: String = r.get(7)?;
+                for cve in cves.split(' ').filter(|c| !c.is_empty()) {
+                    doc.fixes.push(VendorFix {
+                        cve: cve.to_string(),
+                        kb,
+                        product_id: product_id.clone(),
+                        product_name: product_name.clone(),
+                        sub_type: sub_type.clone(),
+                        fixed_build: fixed_build.clone(),
+                        supersedence: supersedence.clone(),
+                    });
+                }
+            }
+            Ok(docs.into_values().collect())
+        })
+    }
+
+    fn plan_import(&self, docs: &[CvrfDocument]) -> Result<ImportSummary> {
+        self.read(|conn| plan(conn, docs))
+    }
+
+    fn import_catalog(
+        &self,
+        docs: &[CvrfDocument],
+        kbs: &[KbInfo],
+        as_of: Option<Date>,
+        expected: CatalogState,
+        results: &[(TenantId, MachineRecord)],
+        active_since: i64,
+    ) -> Result<ImportSummary> {
+        self.write(|tx| {
+            let state = catalog_state(tx)?;
+            if state.generation != expected.generation {
+                return Err(StoreError::StaleCatalog {
+                    expected: expected.generation,
+                    found: state.generation,
+                });
+            }
+            if state.inventory != expected.inventory {
+                return Err(StoreError::StaleInventory);
+            }
+            let summary = plan(tx, docs)?;
+            for doc in docs {
+                if summary.stored.contains(&doc.id) {
+                    write_document(tx, doc)?;
+                }
+            }
+            tx.execute("DELETE FROM catalog_kbs", [])?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT INTO catalog_kbs (kb, name, document_id, release_date, url)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for k in kbs {
+                    stmt.execute(params![
+                        k.kb.number(),
+                        k.name,
+                        k.document_id,
+                        k.release_date.format(DATE).unwrap_or_default(),
+                        k.url()
+                    ])?;
+                }
+            }
+            set_meta(tx, "generation", &(state.generation + 1).to_string())?;
+            let as_of = as_of
+                .map(|d| d.format(DATE).unwrap_or_default())
+                .unwrap_or_default();
+            set_meta(tx, "as_of", &as_of)?;
+            // Every machine's results are rewritten, and the counts rebuilt from them.
+            tx.execute("DELETE FROM machine_software", [])?;
+            tx.execute("DELETE FROM machine_missing", [])?;
+            for (tenant, m) in results {
+                write_results(tx, tenant.as_str(), m)?;
+                tx.execute(
+                    "UPDATE machines SET counted = last_seen >= ?3, pending_restart = ?4
+                     WHERE tenant_id = ?1 AND machine_id = ?2",
+                    params![tenant.as_str(), m.id.as_str(), active_since, m.evaluation.pending_restart],
+                )?;
+            }
+            tx.execute("DELETE FROM software_counts", [])?;
+            tx.execute(
+                "INSERT INTO software_counts (tenant_id, software, machines)
+                 SELECT s.tenant_id, s.software, COUNT(*) FROM machine_software s
+                 JOIN machines m ON m.tenant_id = s.tenant_id AND m.machine_id = s.machine_id
+                 WHERE m.counted = 1 GROUP BY s.tenant_id, s.software",
+                [],
+            )?;
+            tx.execute("DELETE FROM missing_counts", [])?;
+            tx.execute(
+                "INSERT INTO missing_counts (tenant_id, software, kb, machines)
+                 SELECT x.tenant_id, x.software, x.kb, COUNT(*) FROM machine_missing x
+                 JOIN machines m ON m.tenant_id = x.tenant_id AND m.machine_id = x.machine_id
+                 WHERE m.counted = 1 GROUP BY x.tenant_id, x.software, x.kb",
+                [],
+            )?;
+            Ok(summary)
+        })
+    }
+
+    fn all_machines(&self) -> Result<Vec<(TenantId, MachineId, String)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT tenant_id, machine_id, snapshot FROM machines ORDER BY tenant_id, machine_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (t, m, s) = row?;
+                out.push((
+                    TenantId::parse(&t).map_err(corrupt)?,
+                    MachineId::parse(&m).map_err(corrupt)?,
+                    s,
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    fn put_machines(
+        &self,
+        tenant: &TenantId,
+        machines: &[MachineRecord],
+        generation: i64,
+        active_since: i64,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let state = catalog_state(tx)?;
+            if state.generation != generation {
+                return Err(StoreError::StaleCatalog {
+                    expected: generation,
+                    found: state.generation,
+                });
+            }
+            for m in machines {
+                put_machine(tx, tenant.as_str(), m, active_since)?;
+            }
+            bump_inventory(tx, &state)?;
+            prune_counts(tx)
+        })
+    }
+
+    fn delete_machine(&self, tenant: &TenantId, id: &MachineId) -> Result<bool> {
+        self.write(|tx| {
+            let t = tenant.as_str();
+            let Some(counted) = is_counted(tx, t, id.as_str())? else {
+                return Ok(false);
+            };
+            if counted {
+                uncount(tx, t, id.as_str())?;
+            }
+            delete_results(tx, t, id.as_str())?;
+            tx.execute(
+                "DELETE FROM machines WHERE tenant_id = ?1 AND machine_id = ?2",
+                params![t, id.as_str()],
+            )?;
+            bump_inventory(tx, &catalog_state(tx)?)?;
+            prune_counts(tx)?;
+            Ok(true)
+        })
+    }
+
+    fn sweep(&self, active_since: i64) -> Result<usize> {
+        self.write(|tx| {
+            let expired: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT tenant_id, machine_id FROM machines WHERE counted = 1 AND last_seen < ?1",
+                )?;
+                let rows = stmt.query_map([active_since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (t, m) in &expired {
+                uncount(tx, t, m)?;
+                tx.execute(
+                    "UPDATE machines SET counted = 0 WHERE tenant_id = ?1 AND machine_id = ?2",
+                    params![t, m],
+                )?;
+            }
+            if !expired.is_empty() {
+                prune_counts(tx)?;
+            }
+            Ok(expired.len())
+        })
+    }
+
+    fn software_known(&self, tenant: &TenantId, software: &SoftwareId) -> Result<bool> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT machines FROM software_counts WHERE tenant_id = ?1 AND software = ?2",
+                    params![tenant.as_str(), software.as_str()],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .is_some_and(|n| n > 0))
+        })
+    }
+
+    fn missing_counts(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> Result<Vec<MissingCount>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kb, machines FROM missing_counts
+                 WHERE tenant_id = ?1 AND software = ?2 AND machines > 0",
+            )?;
+            let rows = stmt.query_map(params![tenant.as_str(), software.as_str()], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (kb, machines) = row?;
+                out.push(MissingCount {
+                    kb: KbId::from_number(kb).map_err(corrupt)?,
+                    machines,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT snapshot FROM machines WHERE tenant_id = ?1 AND machine_id = ?2",
+                    params![tenant.as_str(), id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+}
