@@ -181,7 +181,7 @@ impl KeySource for StaticJwks {
                 .iter()
                 .find(|(k, _)| k.as_deref() == Some(kid))
                 .map(|(_, key)| Arc::clone(key)),
-            None => match &self.keys[..1] {
+            None => match self.keys.as_slice() {
                 [(_, only)] => Some(Arc::clone(only)),
                 _ => None,
             },

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use kbgap_auth::{DevIssuer, Validator, ValidatorConfig};
+use kbgap_auth::{DevIssuer, StaticJwks, Validator, ValidatorConfig};
 use kbgap_domain::TenantId;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
@@ -121,9 +121,15 @@ pub fn prod_validator() -> Validator {
 }
 
 pub fn validator_with(config: ValidatorConfig) -> Validator {
-    Validator::new(config, keys().main.key_source()).expect("validator")
+    Validator::new(config, key_source_arc()).expect("validator")
 }
 
+/// The main key as Azure AD publishes its keys: no `alg` member, so nothing but the
+/// validator's configuration pins the algorithm.
 pub fn key_source_arc() -> Arc<dyn kbgap_auth::KeySource> {
-    keys().main.key_source()
+    let mut jwks = keys().main.jwks();
+    if let Some(key) = jwks["keys"][0].as_object_mut() {
+        key.remove("alg");
+    }
+    Arc::new(StaticJwks::from_value(&jwks).expect("jwks"))
 }
