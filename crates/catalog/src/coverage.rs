@@ -76,8 +76,13 @@ pub fn coverage(docs: &[CvrfDocument]) -> CoverageReport {
     report
         .out_of_scope
         .sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
-    report.unmapped.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    report.unnamed_product_ids = unnamed.into_iter().map(|(p, n)| (p.to_string(), n)).collect();
+    report
+        .unmapped
+        .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    report.unnamed_product_ids = unnamed
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect();
     report
         .unnamed_product_ids
         .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -95,7 +100,11 @@ impl fmt::Display for CoverageReport {
         writeln!(f, "  {:<14} {:>7} {:>9}", "class", "names", "fixes")?;
         for (class, names, fixes) in [
             ("mapped", self.mapped_names, self.mapped_fixes),
-            ("out of scope", self.out_of_scope_names, self.out_of_scope_fixes),
+            (
+                "out of scope",
+                self.out_of_scope_names,
+                self.out_of_scope_fixes,
+            ),
             ("unmapped", self.unmapped_names, self.unmapped_fixes),
         ] {
             writeln!(f, "  {class:<14} {names:>7} {fixes:>9}")?;
@@ -115,7 +124,10 @@ impl fmt::Display for CoverageReport {
             }
         }
         if !self.unnamed_product_ids.is_empty() {
-            writeln!(f, "\nProductIDs cited by fixes but missing from their product tree:")?;
+            writeln!(
+                f,
+                "\nProductIDs cited by fixes but missing from their product tree:"
+            )?;
             writeln!(f, "  {:>9}  product id", "fixes")?;
             for (id, fixes) in &self.unnamed_product_ids {
                 writeln!(f, "  {fixes:>9}  {id}")?;
@@ -178,7 +190,10 @@ mod tests {
         );
         assert_eq!(r.unnamed_product_ids, vec![("77777".to_string(), 2)]);
         let table = r.to_string();
-        assert!(table.contains("  mapped               1         2\n"), "{table}");
+        assert!(
+            table.contains("  mapped               1         2\n"),
+            "{table}"
+        );
         assert!(table.contains("          2  Microsoft Word 2016 (32-bit edition)\n"));
     }
 }

@@ -175,7 +175,9 @@ pub(crate) fn parse_date(s: &str) -> Option<PrimitiveDateTime> {
     if let Ok(t) = PrimitiveDateTime::parse(s, &local) {
         return Some(t);
     }
-    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?.to_offset(UtcOffset::UTC);
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .ok()?
+        .to_offset(UtcOffset::UTC);
     Some(PrimitiveDateTime::new(t.date(), t.time()))
 }
 

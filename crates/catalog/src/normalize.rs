@@ -158,8 +158,9 @@ fn is_linux(name: &str) -> bool {
     const DISTROS: &[&str] = &["cbl mariner", "cbl-mariner", "azure linux"];
     DISTROS.iter().any(|d| {
         // "<package> on CBL Mariner 2.0"
-        name.split_once(&format!(" on {d}"))
-            .is_some_and(|(_, version)| is_version(version.trim()))
+        name.rsplit_once(" on ").is_some_and(|(_, host)| {
+            host.strip_prefix(d).is_some_and(|v| is_version(v.trim()))
+        })
             // "CBL Mariner 2.0 x64", "Azure Linux 3.0 ARM"
             || name.strip_prefix(d).is_some_and(|rest| {
                 let mut words = rest.split(' ').filter(|w| !w.is_empty());
@@ -481,8 +482,14 @@ mod tests {
             normalize("Windows Server 2019  (Server Core installation)"),
             core
         );
-        assert_eq!(normalize("Windows Server 2019 (Server Core Installation)"), core);
-        assert_eq!(normalize(" windows  server 2019 ( Server Core installation ) "), core);
+        assert_eq!(
+            normalize("Windows Server 2019 (Server Core Installation)"),
+            core
+        );
+        assert_eq!(
+            normalize(" windows  server 2019 ( Server Core installation ) "),
+            core
+        );
         assert_eq!(
             normalize("Windows Server, version 1709  (Server Core Installation)"),
             os("windows_server_1709", 16299, X64, ServerCore)
@@ -556,7 +563,9 @@ mod tests {
             })
         );
         assert_eq!(
-            normalize("Internet Explorer 9 on Windows Server 2008 for 32-bit Systems Service Pack 2"),
+            normalize(
+                "Internet Explorer 9 on Windows Server 2008 for 32-bit Systems Service Pack 2"
+            ),
             Normalized::Mapped(ProductClass {
                 software: SoftwareId::microsoft("internet_explorer"),
                 version_line: Some("9".into()),
@@ -573,7 +582,9 @@ mod tests {
             version_fixed: false,
         });
         assert_eq!(
-            normalize("Microsoft Edge (EdgeHTML-based) on Windows 10 Version 1909 for x64-based Systems"),
+            normalize(
+                "Microsoft Edge (EdgeHTML-based) on Windows 10 Version 1909 for x64-based Systems"
+            ),
             edge
         );
         assert_eq!(
@@ -618,7 +629,11 @@ mod tests {
             "CBL Mariner 1.0 x64",
             "Azure Linux 3.0 ARM",
         ] {
-            assert_eq!(normalize(name), Normalized::OutOfScope("Linux package"), "{name}");
+            assert_eq!(
+                normalize(name),
+                Normalized::OutOfScope("Linux package"),
+                "{name}"
+            );
         }
     }
 

@@ -47,7 +47,7 @@ pub fn read_documents(paths: &[impl AsRef<Path>]) -> Result<Vec<CvrfDocument>, I
     }
 
     let results: Vec<Result<Option<CvrfDocument>, ImportError>> =
-        files.par_iter().map(|f| read_one(f)).collect();
+        files.par_iter().map(read_one).collect();
     let mut docs = Vec::with_capacity(results.len());
     for r in results {
         docs.extend(r?);

@@ -43,14 +43,20 @@ mod tests {
     use super::*;
 
     fn kbs(s: &str) -> Vec<u32> {
-        parse_supersedence(s).into_iter().map(KbId::number).collect()
+        parse_supersedence(s)
+            .into_iter()
+            .map(KbId::number)
+            .collect()
     }
 
     #[test]
     fn every_form_in_the_archive() {
         assert_eq!(kbs("4532693"), [4532693]);
         assert_eq!(kbs("5033372; 5032189"), [5033372, 5032189]);
-        assert_eq!(kbs("5033372, 5032189, 5031356"), [5033372, 5032189, 5031356]);
+        assert_eq!(
+            kbs("5033372, 5032189, 5031356"),
+            [5033372, 5032189, 5031356]
+        );
         assert_eq!(
             kbs("MS16-016, 3124280; MS16-014, 3126587"),
             [3124280, 3126587]

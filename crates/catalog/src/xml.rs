@@ -74,11 +74,17 @@ enum Field {
         top: bool,
     },
     Cve,
-    RemDescription,
-    RemProductId,
-    RemSubType,
-    RemFixedBuild,
-    RemSupersedence,
+    /// A child of the open `Vendor Fix` remediation.
+    Remediation(RemField),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RemField {
+    Description,
+    ProductId,
+    SubType,
+    FixedBuild,
+    Supersedence,
 }
 
 /// A `Vendor Fix` remediation being read.
@@ -238,11 +244,11 @@ impl State<'_> {
                 None
             }
             (_, Some(Tag::Remediation), _) if self.remediation.is_some() => match tag {
-                Tag::Description => Some(Field::RemDescription),
-                Tag::ProductId => Some(Field::RemProductId),
-                Tag::SubType => Some(Field::RemSubType),
-                Tag::FixedBuild => Some(Field::RemFixedBuild),
-                Tag::Supercedence => Some(Field::RemSupersedence),
+                Tag::Description => Some(Field::Remediation(RemField::Description)),
+                Tag::ProductId => Some(Field::Remediation(RemField::ProductId)),
+                Tag::SubType => Some(Field::Remediation(RemField::SubType)),
+                Tag::FixedBuild => Some(Field::Remediation(RemField::FixedBuild)),
+                Tag::Supercedence => Some(Field::Remediation(RemField::Supersedence)),
                 _ => None,
             },
             _ => None,
@@ -363,19 +369,15 @@ impl State<'_> {
                 }
             }
             Field::Cve => self.cve = Some(text),
-            Field::RemDescription
-            | Field::RemProductId
-            | Field::RemSubType
-            | Field::RemFixedBuild
-            | Field::RemSupersedence => {
+            Field::Remediation(field) => {
                 if let Some(r) = self.remediation.as_mut() {
-                    match c.field {
-                        Field::RemDescription => r.description = text,
-                        Field::RemProductId if !text.is_empty() => r.product_ids.push(text),
-                        Field::RemSubType => r.sub_type = Some(text),
-                        Field::RemFixedBuild => r.fixed_build = Some(text),
-                        Field::RemSupersedence => r.supersedence = Some(text),
-                        _ => {}
+                    match field {
+                        RemField::Description => r.description = text,
+                        RemField::ProductId if !text.is_empty() => r.product_ids.push(text),
+                        RemField::ProductId => {}
+                        RemField::SubType => r.sub_type = Some(text),
+                        RemField::FixedBuild => r.fixed_build = Some(text),
+                        RemField::Supersedence => r.supersedence = Some(text),
                     }
                 }
             }
@@ -472,10 +474,26 @@ mod tests {
             rows,
             vec![
                 ("CVE-2024-20674", 5034122, "11929", w, s, b, Some("5033372")),
-                ("CVE-2024-20674", 5034122, "2", "Only in the tree", s, b, Some("5033372")),
+                (
+                    "CVE-2024-20674",
+                    5034122,
+                    "2",
+                    "Only in the tree",
+                    s,
+                    b,
+                    Some("5033372")
+                ),
                 // Not in any product list: the id stands in for the name.
                 ("CVE-2024-20674", 5034122, "4", "4", s, b, Some("5033372")),
-                ("CVE-2024-20674", 5034123, "3", "Tom & Jerry!", None, None, None),
+                (
+                    "CVE-2024-20674",
+                    5034123,
+                    "3",
+                    "Tom & Jerry!",
+                    None,
+                    None,
+                    None
+                ),
             ]
         );
     }
@@ -515,7 +533,9 @@ mod tests {
         );
         let other_root = "<html><body/></html>";
         assert_eq!(
-            parse(other_root.as_bytes(), "a.xml").unwrap_err().to_string(),
+            parse(other_root.as_bytes(), "a.xml")
+                .unwrap_err()
+                .to_string(),
             "a.xml: line 1: the root element is <html>, not <cvrf:cvrfdoc>"
         );
         let unknown_entity = DOC.replace("Tom &amp; Jerry", "Tom &nbsp; Jerry");

@@ -9,7 +9,10 @@ use kbgap_catalog::{coverage, parse_document, parse_supersedence, read_documents
 use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
 use kbgap_domain::KbId;
 
-const ARCHIVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/msrc-cvrf");
+const ARCHIVE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/msrc-cvrf"
+);
 const JSON: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/data/msrc-cvrf-json"
@@ -123,7 +126,10 @@ fn kb4540673_is_the_readme_worked_example() {
         .filter(|d| d.fixes.iter().any(|f| f.kb == kb(4540673)))
         .map(|d| d.id.as_str())
         .collect();
-    assert!(docs.contains("2020-Mar") && docs.contains("2019-Aug"), "{docs:?}");
+    assert!(
+        docs.contains("2020-Mar") && docs.contains("2019-Aug"),
+        "{docs:?}"
+    );
 }
 
 #[test]

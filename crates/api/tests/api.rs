@@ -1,0 +1,567 @@
+//! Black-box tests of the HTTP API: the real server on 127.0.0.1:0 with the real SQLite
+//! store and the real MSRC archive (cut at 2024-01-31), called with a real HTTP client.
+//! One server per catalog cut is shared by all tests; each test uses its own tenant.
+
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use kbgap_api::{ApiConfig, Application, Services};
+use kbgap_auth::{issuer_for, DevIssuer, MintRequest, Validator, ValidatorConfig};
+use kbgap_domain::cvrf::CvrfDocument;
+use kbgap_domain::TenantId;
+use kbgap_service::{CatalogHolder, Retention};
+use kbgap_store::{SqliteStore, Store};
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+const ARCHIVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/msrc-cvrf");
+const MDE_AUD: &str = "https://api.securitycenter.microsoft.com";
+
+fn documents() -> &'static [CvrfDocument] {
+    static DOCS: OnceLock<Vec<CvrfDocument>> = OnceLock::new();
+    DOCS.get_or_init(|| kbgap_catalog::read_documents(&[ARCHIVE]).expect("archive parses"))
+}
+
+struct TestServer {
+    base: String,
+    dev: DevIssuer,
+    key_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+fn start(as_of: time::Date) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(dir.path()).unwrap());
+    kbgap_service::import_catalog(
+        store.as_ref(),
+        documents(),
+        Some(as_of),
+        OffsetDateTime::now_utc(),
+        Retention::default(),
+    )
+    .unwrap();
+    let dev = DevIssuer::load_or_create(dir.path()).unwrap();
+    let key_pem = std::fs::read_to_string(dev.key_path()).unwrap();
+    let validator = Validator::new(
+        ValidatorConfig {
+            issuer_templates: vec![kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()],
+            ..ValidatorConfig::default()
+        },
+        dev.key_source(),
+    )
+    .unwrap();
+    let catalog = std::sync::Arc::new(CatalogHolder::load(store.as_ref()).unwrap());
+    let served_dev = DevIssuer::load_or_create(dir.path()).unwrap();
+    let config = ApiConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_batch: 5,
+        body_limit: 64 * 1024,
+        ..ApiConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = Application::bind(
+                config,
+                Services {
+                    store: store as std::sync::Arc<dyn Store>,
+                    catalog,
+                    validator: std::sync::Arc::new(validator),
+                    dev_issuer: Some(std::sync::Arc::new(served_dev)),
+                },
+            )
+            .await
+            .unwrap();
+            tx.send(app.local_addr()).unwrap();
+            app.run(std::future::pending()).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    TestServer {
+        base: format!("http://{addr}"),
+        dev,
+        key_pem,
+        _dir: dir,
+    }
+}
+
+/// The catalog as it stood on 2024-01-31.
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(|| start(time::macros::date!(2024 - 01 - 31)))
+}
+
+fn client() -> Client {
+    Client::new()
+}
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+impl TestServer {
+    fn token(&self, tid: &str, roles: &[&str]) -> String {
+        self.mint(tid, roles, &[], MDE_AUD, 3600, 0)
+    }
+
+    fn mint(&self, tid: &str, roles: &[&str], scopes: &[&str], aud: &str, ttl: u64, shift: i64) -> String {
+        let t = tenant(tid);
+        self.dev
+            .mint(&MintRequest {
+                issuer: issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &t),
+                tenant: t,
+                audience: aud.into(),
+                app_id: "test-app".into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                scopes: scopes.iter().map(|r| r.to_string()).collect(),
+                ttl: std::time::Duration::from_secs(ttl),
+                now_unix: OffsetDateTime::now_utc().unix_timestamp() + shift,
+            })
+            .unwrap()
+    }
+
+    /// Signs arbitrary header and claims with the server's own key (or `alg: none`).
+    fn forge(&self, header: Value, claims: Value) -> String {
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{h}.{c}");
+        if header["alg"] == "none" {
+            return format!("{input}.");
+        }
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&self.key_pem).unwrap();
+        let sig = SigningKey::<sha2::Sha256>::new(key).sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str, token: &str) -> Response {
+        client().get(self.url(path)).bearer_auth(token).send().unwrap()
+    }
+
+    fn ingest(&self, tid: &str, machines: &[Value]) {
+        let token = self.token(tid, &["Machine.ReadWrite.All"]);
+        for chunk in machines.chunks(5) {
+            let r = client()
+                .post(self.url("/api/inventory/machines"))
+                .bearer_auth(&token)
+                .json(&chunk)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+        }
+    }
+
+    fn missing(&self, tid: &str, software: &str) -> Response {
+        self.get(
+            &format!("/api/Software/{software}/getmissingkbs"),
+            &self.token(tid, &["Software.Read.All"]),
+        )
+    }
+}
+
+fn snapshot(id: &str, platform: &str, build: &str, days_ago: i64) -> Value {
+    let seen = OffsetDateTime::now_utc() - time::Duration::days(days_ago);
+    json!({
+        "id": id,
+        "lastSeen": seen.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "osPlatform": platform,
+        "osBuild": build,
+        "osArchitecture": "x64",
+    })
+}
+
+fn body(r: Response) -> Value {
+    let text = r.text().unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Asserts an MDE error envelope with the given status and code; returns the message.
+fn assert_error(r: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(r.status(), status);
+    let request_id = r.headers()["request-id"].to_str().unwrap().to_string();
+    let b = body(r);
+    assert_eq!(b["error"]["code"], code, "{b}");
+    assert_eq!(b["error"]["target"], request_id.as_str());
+    assert_eq!(b.as_object().unwrap().len(), 1);
+    assert_eq!(b["error"].as_object().unwrap().len(), 3);
+    b["error"]["message"].as_str().unwrap().to_string()
+}
+
+const WIN10_KB_URL: &str = "https://catalog.update.microsoft.com/v7/site/Search.aspx?q=KB";
+
+#[test]
+fn windows_10_fleet_gives_mde_exact_json() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-00000000000a";
+    s.ingest(
+        tid,
+        &[
+            snapshot("w10-a", "Windows10", "10.0.19045.3570", 1),
+            snapshot("w10-b", "Windows10", "10.0.19045.3570", 2),
+            snapshot("w10-c", "Windows10", "10.0.19045.3693", 3),
+            snapshot("w10-d", "Windows10", "10.0.19045.3803", 0),
+            snapshot("w10-e", "Windows10", "10.0.19045.3930", 0),
+            snapshot("ltsc-2019", "Windows10", "10.0.17763.5206", 0),
+            snapshot("ltsb-2016", "Windows10", "10.0.14393.6452", 0),
+        ],
+    );
+    let r = s.missing(tid, "microsoft-_-windows_10");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
+    );
+    assert!(!r.headers()["request-id"].is_empty());
+    let text = r.text().unwrap();
+    // cveAddressed: distinct CVE ids the January 2024 document lists for Windows 10 products
+    // under each KB (34 for 21H2/22H2, 32 for 1809, 24 for 1607).
+    let expected = json!({
+        "@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.PublicProductFixDto)", s.base),
+        "value": [
+            {"id": "5034122", "name": "January 2024 Security Updates", "productsNames": ["windows_10"],
+             "url": format!("{WIN10_KB_URL}5034122"), "machineMissedOn": 4, "cveAddressed": 34},
+            {"id": "5034127", "name": "January 2024 Security Updates", "productsNames": ["windows_10"],
+             "url": format!("{WIN10_KB_URL}5034127"), "machineMissedOn": 1, "cveAddressed": 32},
+            {"id": "5034119", "name": "January 2024 Security Updates", "productsNames": ["windows_10"],
+             "url": format!("{WIN10_KB_URL}5034119"), "machineMissedOn": 1, "cveAddressed": 24},
+        ]
+    });
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
+    // Field order on the wire is MDE's.
+    let first = text.find("\"value\":[{").unwrap();
+    let keys: Vec<usize> = ["\"id\"", "\"name\"", "\"productsNames\"", "\"url\"", "\"machineMissedOn\"", "\"cveAddressed\""]
+        .iter()
+        .map(|k| text[first..].find(k).unwrap())
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(text.starts_with("{\"@odata.context\":"));
+}
+
+#[test]
+fn fixed_segments_are_case_insensitive_and_v1_0_is_an_alias() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-00000000000b";
+    s.ingest(tid, &[snapshot("m1", "Windows10", "10.0.19045.3570", 0)]);
+    let token = s.token(tid, &["Software.Read.All"]);
+    for path in [
+        "/api/Software/microsoft-_-windows_10/getmissingkbs",
+        "/api/software/Microsoft-_-Windows_10/GetMissingKbs",
+        "/API/v1.0/SOFTWARE/microsoft-_-windows_10/getmissingkbs",
+        "/api/Software/microsoft-_-windows%5F10/getmissingkbs?unrelated=1",
+    ] {
+        let r = s.get(path, &token);
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let b = body(r);
+        assert_eq!(b["value"][0]["id"], "5034122", "{path}");
+        assert_eq!(b["value"][0]["machineMissedOn"], 1, "{path}");
+    }
+    // HEAD answers like GET without a body.
+    let r = client()
+        .head(s.url("/api/Software/microsoft-_-windows_10/getmissingkbs"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().unwrap(), "");
+}
+
+#[test]
+fn known_software_with_nothing_missing_is_an_empty_list_and_unknown_is_404() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-00000000000c";
+    s.ingest(tid, &[snapshot("current", "Windows10", "10.0.19045.3930", 0)]);
+    let r = s.missing(tid, "microsoft-_-windows_10");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body(r)["value"], json!([]));
+    let r = s.missing(tid, "contoso-_-nothing");
+    let msg = assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound");
+    assert_eq!(msg, "Software contoso-_-nothing was not found");
+}
+
+#[test]
+fn every_error_uses_the_envelope() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-00000000000d";
+    let token = s.token(tid, &["Software.Read.All"]);
+    let long = "a".repeat(257);
+    for (path, code) in [
+        ("/api/Software/a%2Fb/getmissingkbs", "InvalidInput"),
+        ("/api/Software/a%07b/getmissingkbs", "InvalidInput"),
+        (&format!("/api/Software/{long}/getmissingkbs") as &str, "InvalidInput"),
+        ("/api/Software//getmissingkbs", "InvalidInput"),
+        ("/api/Software/%FF/getmissingkbs", "InvalidInput"),
+    ] {
+        let r = s.get(path, &token);
+        assert_error(r, StatusCode::BAD_REQUEST, code);
+    }
+    let r = s.get("/api/Software/microsoft-_-windows_10/getmissingkbs?$top=5", &token);
+    let msg = assert_error(r, StatusCode::BAD_REQUEST, "ODataError");
+    assert!(msg.contains("'$top'"), "{msg}");
+    let r = s.get("/api/Software/microsoft-_-windows_10/getmissingkbs?%24filter=id%20eq%201", &token);
+    assert!(assert_error(r, StatusCode::BAD_REQUEST, "ODataError").contains("'$filter'"));
+    let r = s.get("/api/nothing/here", &token);
+    assert_error(r, StatusCode::NOT_FOUND, "NotFound");
+    let r = client()
+        .post(s.url("/api/Software/microsoft-_-windows_10/getmissingkbs"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    let allow = r.headers()["allow"].to_str().unwrap().to_string();
+    assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
+    assert_error(r, StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed");
+    // Without a token: 401 without an error code in WWW-Authenticate.
+    let r = client()
+        .get(s.url("/api/Software/microsoft-_-windows_10/getmissingkbs"))
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_error(r, StatusCode::UNAUTHORIZED, "Unauthorized");
+    // A valid token without the permission: MDE's words.
+    let r = s.get(
+        "/api/Software/microsoft-_-windows_10/getmissingkbs",
+        &s.token(tid, &["Machine.ReadWrite.All"]),
+    );
+    assert_eq!(
+        assert_error(r, StatusCode::FORBIDDEN, "Forbidden"),
+        "Missing application roles. API required roles: Software.Read.All, application roles: Machine.ReadWrite.All."
+    );
+    let r = s.get(
+        "/api/Software/microsoft-_-windows_10/getmissingkbs",
+        &s.mint(tid, &[], &["User.Read"], MDE_AUD, 3600, 0),
+    );
+    assert_eq!(
+        assert_error(r, StatusCode::FORBIDDEN, "Forbidden"),
+        "Missing delegated scopes. API required scopes: Software.Read, token scopes: User.Read."
+    );
+}
+
+#[test]
+fn a_sane_incoming_request_id_is_reused() {
+    let s = server();
+    let r = client()
+        .get(s.url("/api/nothing"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["request-id"], "trace-42");
+    assert_eq!(body(r)["error"]["target"], "trace-42");
+    let r = client()
+        .get(s.url("/api/nothing"))
+        .header("request-id", "bad id with spaces")
+        .send()
+        .unwrap();
+    let id = r.headers()["request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+}
+
+#[test]
+fn tokens_that_must_fail_do() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-00000000000e";
+    s.ingest(tid, &[snapshot("m1", "Windows10", "10.0.19045.3570", 0)]);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let iss = issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &tenant(tid));
+    let claims = |extra: Value| {
+        let mut c = json!({"aud": MDE_AUD, "iss": iss, "tid": tid, "iat": now, "nbf": now,
+                           "exp": now + 3600, "roles": ["Software.Read.All"], "appid": "x"});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    };
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": s.dev.kid()});
+    // The forging itself is right: the baseline token passes.
+    let ok = s.forge(header.clone(), claims(json!({})));
+    assert_eq!(s.get("/api/Software/microsoft-_-windows_10/getmissingkbs", &ok).status(), StatusCode::OK);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = DevIssuer::load_or_create(other_dir.path()).unwrap();
+    let foreign = other
+        .mint(&MintRequest {
+            issuer: iss.clone(),
+            tenant: tenant(tid),
+            audience: MDE_AUD.into(),
+            app_id: "x".into(),
+            roles: vec!["Software.Read.All".into()],
+            scopes: vec![],
+            ttl: std::time::Duration::from_secs(600),
+            now_unix: now,
+        })
+        .unwrap();
+    let cases = [
+        ("expired", s.forge(header.clone(), claims(json!({"exp": now - 400, "nbf": now - 4000})))),
+        ("wrong audience", s.mint(tid, &["Software.Read.All"], &[], "https://graph.microsoft.com", 600, 0)),
+        ("wrong issuer", s.forge(header.clone(), claims(json!({"iss": format!("https://sts.windows.net/{tid}/")})))),
+        ("other tenant's issuer", s.forge(header.clone(), claims(json!({"tid": "b0000000-0000-0000-0000-00000000000e"})))),
+        ("no tid", s.forge(header.clone(), claims(json!({"tid": null})))),
+        ("signed by another key", foreign),
+        ("alg none", s.forge(json!({"alg": "none", "typ": "JWT"}), claims(json!({})))),
+        ("garbage", "not.a.token".to_string()),
+    ];
+    for (name, token) in cases {
+        let r = s.get("/api/Software/microsoft-_-windows_10/getmissingkbs", &token);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer error=\"invalid_token\"", "{name}");
+        let msg = assert_error(r, StatusCode::UNAUTHORIZED, "Unauthorized");
+        assert!(!msg.contains(&token), "{name}: the message echoes the token");
+    }
+}
+
+#[test]
+fn tenants_see_only_their_own_machines() {
+    let s = server();
+    let a = "a0000000-0000-0000-0000-0000000000f1";
+    let b = "a0000000-0000-0000-0000-0000000000f2";
+    // Same machine ids in both tenants.
+    s.ingest(a, &[snapshot("m1", "Windows10", "10.0.19045.3570", 0), snapshot("m2", "Windows10", "10.0.19045.3570", 0)]);
+    s.ingest(b, &[snapshot("m1", "WindowsServer2019", "10.0.17763.4974", 0)]);
+    assert_eq!(body(s.missing(a, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 2);
+    assert_error(s.missing(b, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    assert_error(s.missing(a, "microsoft-_-windows_server_2019"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    let vb = body(s.missing(b, "microsoft-_-windows_server_2019"));
+    assert_eq!(vb["value"].as_array().unwrap().len(), 1);
+    assert_eq!(vb["value"][0]["id"], "5034127");
+    assert_eq!(vb["value"][0]["machineMissedOn"], 1);
+    // Tenant B deleting "m1" deletes its own machine, not A's.
+    let r = client()
+        .delete(s.url("/api/inventory/machines/m1"))
+        .bearer_auth(s.token(b, &["Machine.ReadWrite.All"]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(body(s.missing(a, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 2);
+    assert_error(s.missing(b, "microsoft-_-windows_server_2019"), StatusCode::NOT_FOUND, "ResourceNotFound");
+}
+
+#[test]
+fn counts_follow_replacement_deletion_and_retention() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000a1";
+    let writer = s.token(tid, &["Machine.ReadWrite.All"]);
+    let put = |id: &str, v: &Value| {
+        client()
+            .put(s.url(&format!("/api/inventory/machines/{id}")))
+            .bearer_auth(&writer)
+            .json(v)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(put("p1", &snapshot("p1", "Windows10", "10.0.19045.3570", 0)).status(), StatusCode::OK);
+    // Same again (idempotent), plus a second machine.
+    assert_eq!(put("p1", &snapshot("p1", "Windows10", "10.0.19045.3570", 0)).status(), StatusCode::OK);
+    let mut no_id = snapshot("x", "Windows10", "10.0.19045.3693", 0);
+    no_id.as_object_mut().unwrap().remove("id");
+    assert_eq!(put("p2", &no_id).status(), StatusCode::OK);
+    assert_eq!(body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 2);
+    // p1 is patched: one machine left.
+    assert_eq!(put("p1", &snapshot("p1", "Windows10", "10.0.19045.3930", 0)).status(), StatusCode::OK);
+    assert_eq!(body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 1);
+    // p2 was last seen 31 days ago: it counts nowhere.
+    assert_eq!(put("p2", &snapshot("p2", "Windows10", "10.0.19045.3693", 31)).status(), StatusCode::OK);
+    assert_eq!(body(s.missing(tid, "microsoft-_-windows_10"))["value"], json!([]));
+    // Deleting p1 leaves no active machine with Windows 10.
+    let r = client().delete(s.url("/api/inventory/machines/p1")).bearer_auth(&writer).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_error(s.missing(tid, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    let r = client().delete(s.url("/api/inventory/machines/p1")).bearer_auth(&writer).send().unwrap();
+    assert_eq!(assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"), "Machine p1 was not found");
+    // A mismatched id is refused.
+    let r = put("p3", &snapshot("p4", "Windows10", "10.0.19045.3570", 0));
+    assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody");
+}
+
+#[test]
+fn bad_ingestion_is_rejected_and_stores_nothing() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000b1";
+    let writer = s.token(tid, &["Machine.ReadWrite.All"]);
+    let post = |body: String, ct: &str| {
+        client()
+            .post(s.url("/api/inventory/machines"))
+            .bearer_auth(&writer)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let good = snapshot("g1", "Windows10", "10.0.19045.3570", 0);
+    let mut bad = snapshot("g2", "Windows10", "10.0.19045.3570", 0);
+    bad["osBuild"] = json!("ten");
+    let r = post(json!([good, bad]).to_string(), "application/json");
+    let msg = assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody");
+    assert!(msg.starts_with("[1].osBuild:"), "{msg}");
+    // NDJSON with the bad entry second: nothing stored either.
+    let r = post(format!("{good}\n{bad}\n"), "application/x-ndjson");
+    assert!(assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody").starts_with("[1].osBuild:"));
+    assert_error(s.missing(tid, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    // The batch limit of this server is 5.
+    let six: Vec<Value> = (0..6).map(|i| snapshot(&format!("b{i}"), "Windows10", "10.0.19045.3570", 0)).collect();
+    let r = post(json!(six).to_string(), "application/json");
+    assert_eq!(
+        assert_error(r, StatusCode::BAD_REQUEST, "MaximumBatchSizeExceeded"),
+        "Maximum batch size exceeded. Received: 6, allowed: 5."
+    );
+    let r = post(good.to_string(), "text/plain");
+    assert_error(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType");
+    let r = post(format!("[{}]", vec![good.to_string(); 500].join(",")), "application/json");
+    assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge");
+    // Reading is not writing.
+    let r = client()
+        .post(s.url("/api/inventory/machines"))
+        .bearer_auth(s.token(tid, &["Software.Read.All"]))
+        .json(&json!([good]))
+        .send()
+        .unwrap();
+    assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
+    assert_error(s.missing(tid, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
+}
+
+#[test]
+fn operations_endpoints_and_development_issuer() {
+    let s = server();
+    let r = client().get(s.url("/healthz")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client().get(s.url("/readyz")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body(r)["status"], "ready");
+    let jwks = body(client().get(s.url("/discovery/v2.0/keys")).send().unwrap());
+    assert_eq!(jwks["keys"][0]["kid"], s.dev.kid());
+    let tid = "a0000000-0000-0000-0000-0000000000c1";
+    let d = body(client().get(s.url(&format!("/{tid}/v2.0/.well-known/openid-configuration"))).send().unwrap());
+    assert_eq!(d["issuer"], issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &tenant(tid)));
+    assert_eq!(d["jwks_uri"], format!("{}/discovery/v2.0/keys", s.base));
+    let o = body(client().get(s.url("/openapi.json")).send().unwrap());
+    assert!(o["paths"]["/api/Software/{Id}/getmissingkbs"].is_object());
+}
+
+#[test]
+fn case_19_the_documentation_example_over_http() {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    let s = S.get_or_init(|| start(time::macros::date!(2020 - 03 - 31)));
+    let tid = "a0000000-0000-0000-0000-0000000000d1";
+    let mut m = snapshot("w1909", "Windows10", "10.0.18363", 0);
+    m["software"] = json!([{"id": "microsoft-_-edge"}]);
+    m["installedKbs"] = json!(["KB4532693"]);
+    m["installedKbsComplete"] = json!(true);
+    s.ingest(tid, &[m]);
+    let b = body(s.missing(tid, "microsoft-_-edge"));
+    assert_eq!(
+        b["value"],
+        json!([{"id": "4540673", "name": "March 2020 Security Updates", "productsNames": ["edge"],
+                "url": "https://catalog.update.microsoft.com/v7/site/Search.aspx?q=KB4540673",
+                "machineMissedOn": 1, "cveAddressed": 14}])
+    );
+}
