@@ -98,10 +98,12 @@ impl ApiError {
     /// The error a bare status from the framework or a middleware stands for.
     pub fn from_status(status: StatusCode) -> ApiError {
         match status {
-            StatusCode::NOT_FOUND => ApiError::NotFound("The requested resource does not exist.".into()),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                ApiError::MethodNotAllowed("The HTTP method is not allowed on this resource.".into())
+            StatusCode::NOT_FOUND => {
+                ApiError::NotFound("The requested resource does not exist.".into())
             }
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(
+                "The HTTP method is not allowed on this resource.".into(),
+            ),
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::RequestEntityTooLarge(
                 "The request body is larger than the configured limit.".into(),
             ),
@@ -114,9 +116,9 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 ApiError::ServiceUnavailable("The service is unavailable; retry later.".into())
             }
-            s if s.is_client_error() => ApiError::InvalidInput(
-                s.canonical_reason().unwrap_or("Bad request").to_string(),
-            ),
+            s if s.is_client_error() => {
+                ApiError::InvalidInput(s.canonical_reason().unwrap_or("Bad request").to_string())
+            }
             s => ApiError::Internal(format!("bare status {s}")),
         }
     }

@@ -104,7 +104,10 @@ async fn keep_matched_path(req: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     Router::new()
-        .route("/api/Software/{id}/getmissingkbs", get(software::get_missing_kbs))
+        .route(
+            "/api/Software/{id}/getmissingkbs",
+            get(software::get_missing_kbs),
+        )
         .route("/api/inventory/machines", post(inventory::post_machines))
         .route(
             "/api/inventory/machines/{id}",
@@ -154,7 +157,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let background = spawn_background(self.state.clone());
         let app = tower::ServiceBuilder::new()
             .layer(from_fn(middleware::request_id))
@@ -183,7 +189,8 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
             loop {
                 tick.tick().await;
                 let (store, catalog) = (state.store.clone(), state.catalog.clone());
-                let res = tokio::task::spawn_blocking(move || catalog.refresh(store.as_ref())).await;
+                let res =
+                    tokio::task::spawn_blocking(move || catalog.refresh(store.as_ref())).await;
                 if let Ok(Err(e)) = res {
                     tracing::warn!(error = %e, "catalog reload failed; keeping the loaded catalog");
                 }
@@ -202,7 +209,10 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
             })
             .await;
             match res {
-                Ok(Ok(n)) if n > 0 => tracing::info!(machines = n, "retention sweep removed machines from the counts"),
+                Ok(Ok(n)) if n > 0 => tracing::info!(
+                    machines = n,
+                    "retention sweep removed machines from the counts"
+                ),
                 Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
                 _ => {}
             }

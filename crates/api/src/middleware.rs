@@ -47,7 +47,12 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "-".into());
-    let tenant = tenant.0.lock().ok().and_then(|t| t.clone()).unwrap_or_default();
+    let tenant = tenant
+        .0
+        .lock()
+        .ok()
+        .and_then(|t| t.clone())
+        .unwrap_or_default();
     tracing::info!(
         request_id = %id,
         method = %method,
@@ -167,7 +172,9 @@ mod tests {
         let p = |s: &str| canonical_path(s);
         assert_eq!(
             p("/API/software/microsoft-_-edge/GetMissingKBs"),
-            Some(Canonical::Path("/api/Software/microsoft-_-edge/getmissingkbs".into()))
+            Some(Canonical::Path(
+                "/api/Software/microsoft-_-edge/getmissingkbs".into()
+            ))
         );
         assert_eq!(
             p("/api/v1.0/Software/a%20b/getmissingkbs"),

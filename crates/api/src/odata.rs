@@ -85,8 +85,17 @@ mod tests {
         h.insert("x-forwarded-host", "api.contoso.com".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
-        assert_eq!(base_url(None, &h, Some(proxy), &[]), "http://kbgap.internal:8080");
-        assert_eq!(base_url(None, &h, Some(proxy), &[proxy]), "https://api.contoso.com");
-        assert_eq!(base_url(Some("https://x.test/"), &h, None, &[]), "https://x.test");
+        assert_eq!(
+            base_url(None, &h, Some(proxy), &[]),
+            "http://kbgap.internal:8080"
+        );
+        assert_eq!(
+            base_url(None, &h, Some(proxy), &[proxy]),
+            "https://api.contoso.com"
+        );
+        assert_eq!(
+            base_url(Some("https://x.test/"), &h, None, &[]),
+            "https://x.test"
+        );
     }
 }

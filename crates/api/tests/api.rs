@@ -20,7 +20,10 @@ use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-const ARCHIVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/msrc-cvrf");
+const ARCHIVE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/msrc-cvrf"
+);
 const MDE_AUD: &str = "https://api.securitycenter.microsoft.com";
 
 fn documents() -> &'static [CvrfDocument] {
@@ -111,7 +114,15 @@ impl TestServer {
         self.mint(tid, roles, &[], MDE_AUD, 3600, 0)
     }
 
-    fn mint(&self, tid: &str, roles: &[&str], scopes: &[&str], aud: &str, ttl: u64, shift: i64) -> String {
+    fn mint(
+        &self,
+        tid: &str,
+        roles: &[&str],
+        scopes: &[&str],
+        aud: &str,
+        ttl: u64,
+        shift: i64,
+    ) -> String {
         let t = tenant(tid);
         self.dev
             .mint(&MintRequest {
@@ -145,7 +156,11 @@ impl TestServer {
     }
 
     fn get(&self, path: &str, token: &str) -> Response {
-        client().get(self.url(path)).bearer_auth(token).send().unwrap()
+        client()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
     }
 
     fn ingest(&self, tid: &str, machines: &[Value]) {
@@ -239,10 +254,17 @@ fn windows_10_fleet_gives_mde_exact_json() {
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
     // Field order on the wire is MDE's.
     let first = text.find("\"value\":[{").unwrap();
-    let keys: Vec<usize> = ["\"id\"", "\"name\"", "\"productsNames\"", "\"url\"", "\"machineMissedOn\"", "\"cveAddressed\""]
-        .iter()
-        .map(|k| text[first..].find(k).unwrap())
-        .collect();
+    let keys: Vec<usize> = [
+        "\"id\"",
+        "\"name\"",
+        "\"productsNames\"",
+        "\"url\"",
+        "\"machineMissedOn\"",
+        "\"cveAddressed\"",
+    ]
+    .iter()
+    .map(|k| text[first..].find(k).unwrap())
+    .collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
     assert!(text.starts_with("{\"@odata.context\":"));
 }
@@ -279,7 +301,10 @@ fn fixed_segments_are_case_insensitive_and_v1_0_is_an_alias() {
 fn known_software_with_nothing_missing_is_an_empty_list_and_unknown_is_404() {
     let s = server();
     let tid = "a0000000-0000-0000-0000-00000000000c";
-    s.ingest(tid, &[snapshot("current", "Windows10", "10.0.19045.3930", 0)]);
+    s.ingest(
+        tid,
+        &[snapshot("current", "Windows10", "10.0.19045.3930", 0)],
+    );
     let r = s.missing(tid, "microsoft-_-windows_10");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body(r)["value"], json!([]));
@@ -297,17 +322,26 @@ fn every_error_uses_the_envelope() {
     for (path, code) in [
         ("/api/Software/a%2Fb/getmissingkbs", "InvalidInput"),
         ("/api/Software/a%07b/getmissingkbs", "InvalidInput"),
-        (&format!("/api/Software/{long}/getmissingkbs") as &str, "InvalidInput"),
+        (
+            &format!("/api/Software/{long}/getmissingkbs") as &str,
+            "InvalidInput",
+        ),
         ("/api/Software//getmissingkbs", "InvalidInput"),
         ("/api/Software/%FF/getmissingkbs", "InvalidInput"),
     ] {
         let r = s.get(path, &token);
         assert_error(r, StatusCode::BAD_REQUEST, code);
     }
-    let r = s.get("/api/Software/microsoft-_-windows_10/getmissingkbs?$top=5", &token);
+    let r = s.get(
+        "/api/Software/microsoft-_-windows_10/getmissingkbs?$top=5",
+        &token,
+    );
     let msg = assert_error(r, StatusCode::BAD_REQUEST, "ODataError");
     assert!(msg.contains("'$top'"), "{msg}");
-    let r = s.get("/api/Software/microsoft-_-windows_10/getmissingkbs?%24filter=id%20eq%201", &token);
+    let r = s.get(
+        "/api/Software/microsoft-_-windows_10/getmissingkbs?%24filter=id%20eq%201",
+        &token,
+    );
     assert!(assert_error(r, StatusCode::BAD_REQUEST, "ODataError").contains("'$filter'"));
     let r = s.get("/api/nothing/here", &token);
     assert_error(r, StatusCode::NOT_FOUND, "NotFound");
@@ -386,7 +420,11 @@ fn tokens_that_must_fail_do() {
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": s.dev.kid()});
     // The forging itself is right: the baseline token passes.
     let ok = s.forge(header.clone(), claims(json!({})));
-    assert_eq!(s.get("/api/Software/microsoft-_-windows_10/getmissingkbs", &ok).status(), StatusCode::OK);
+    assert_eq!(
+        s.get("/api/Software/microsoft-_-windows_10/getmissingkbs", &ok)
+            .status(),
+        StatusCode::OK
+    );
     let other_dir = tempfile::tempdir().unwrap();
     let other = DevIssuer::load_or_create(other_dir.path()).unwrap();
     let foreign = other
@@ -402,21 +440,62 @@ fn tokens_that_must_fail_do() {
         })
         .unwrap();
     let cases = [
-        ("expired", s.forge(header.clone(), claims(json!({"exp": now - 400, "nbf": now - 4000})))),
-        ("wrong audience", s.mint(tid, &["Software.Read.All"], &[], "https://graph.microsoft.com", 600, 0)),
-        ("wrong issuer", s.forge(header.clone(), claims(json!({"iss": format!("https://sts.windows.net/{tid}/")})))),
-        ("other tenant's issuer", s.forge(header.clone(), claims(json!({"tid": "b0000000-0000-0000-0000-00000000000e"})))),
-        ("no tid", s.forge(header.clone(), claims(json!({"tid": null})))),
+        (
+            "expired",
+            s.forge(
+                header.clone(),
+                claims(json!({"exp": now - 400, "nbf": now - 4000})),
+            ),
+        ),
+        (
+            "wrong audience",
+            s.mint(
+                tid,
+                &["Software.Read.All"],
+                &[],
+                "https://graph.microsoft.com",
+                600,
+                0,
+            ),
+        ),
+        (
+            "wrong issuer",
+            s.forge(
+                header.clone(),
+                claims(json!({"iss": format!("https://sts.windows.net/{tid}/")})),
+            ),
+        ),
+        (
+            "other tenant's issuer",
+            s.forge(
+                header.clone(),
+                claims(json!({"tid": "b0000000-0000-0000-0000-00000000000e"})),
+            ),
+        ),
+        (
+            "no tid",
+            s.forge(header.clone(), claims(json!({"tid": null}))),
+        ),
         ("signed by another key", foreign),
-        ("alg none", s.forge(json!({"alg": "none", "typ": "JWT"}), claims(json!({})))),
+        (
+            "alg none",
+            s.forge(json!({"alg": "none", "typ": "JWT"}), claims(json!({}))),
+        ),
         ("garbage", "not.a.token".to_string()),
     ];
     for (name, token) in cases {
         let r = s.get("/api/Software/microsoft-_-windows_10/getmissingkbs", &token);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
-        assert_eq!(r.headers()["www-authenticate"], "Bearer error=\"invalid_token\"", "{name}");
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "Bearer error=\"invalid_token\"",
+            "{name}"
+        );
         let msg = assert_error(r, StatusCode::UNAUTHORIZED, "Unauthorized");
-        assert!(!msg.contains(&token), "{name}: the message echoes the token");
+        assert!(
+            !msg.contains(&token),
+            "{name}: the message echoes the token"
+        );
     }
 }
 
@@ -426,11 +505,31 @@ fn tenants_see_only_their_own_machines() {
     let a = "a0000000-0000-0000-0000-0000000000f1";
     let b = "a0000000-0000-0000-0000-0000000000f2";
     // Same machine ids in both tenants.
-    s.ingest(a, &[snapshot("m1", "Windows10", "10.0.19045.3570", 0), snapshot("m2", "Windows10", "10.0.19045.3570", 0)]);
-    s.ingest(b, &[snapshot("m1", "WindowsServer2019", "10.0.17763.4974", 0)]);
-    assert_eq!(body(s.missing(a, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 2);
-    assert_error(s.missing(b, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
-    assert_error(s.missing(a, "microsoft-_-windows_server_2019"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    s.ingest(
+        a,
+        &[
+            snapshot("m1", "Windows10", "10.0.19045.3570", 0),
+            snapshot("m2", "Windows10", "10.0.19045.3570", 0),
+        ],
+    );
+    s.ingest(
+        b,
+        &[snapshot("m1", "WindowsServer2019", "10.0.17763.4974", 0)],
+    );
+    assert_eq!(
+        body(s.missing(a, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"],
+        2
+    );
+    assert_error(
+        s.missing(b, "microsoft-_-windows_10"),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
+    assert_error(
+        s.missing(a, "microsoft-_-windows_server_2019"),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
     let vb = body(s.missing(b, "microsoft-_-windows_server_2019"));
     assert_eq!(vb["value"].as_array().unwrap().len(), 1);
     assert_eq!(vb["value"][0]["id"], "5034127");
@@ -442,8 +541,15 @@ fn tenants_see_only_their_own_machines() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(body(s.missing(a, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 2);
-    assert_error(s.missing(b, "microsoft-_-windows_server_2019"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    assert_eq!(
+        body(s.missing(a, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"],
+        2
+    );
+    assert_error(
+        s.missing(b, "microsoft-_-windows_server_2019"),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
 }
 
 #[test]
@@ -459,25 +565,61 @@ fn counts_follow_replacement_deletion_and_retention() {
             .send()
             .unwrap()
     };
-    assert_eq!(put("p1", &snapshot("p1", "Windows10", "10.0.19045.3570", 0)).status(), StatusCode::OK);
+    assert_eq!(
+        put("p1", &snapshot("p1", "Windows10", "10.0.19045.3570", 0)).status(),
+        StatusCode::OK
+    );
     // Same again (idempotent), plus a second machine.
-    assert_eq!(put("p1", &snapshot("p1", "Windows10", "10.0.19045.3570", 0)).status(), StatusCode::OK);
+    assert_eq!(
+        put("p1", &snapshot("p1", "Windows10", "10.0.19045.3570", 0)).status(),
+        StatusCode::OK
+    );
     let mut no_id = snapshot("x", "Windows10", "10.0.19045.3693", 0);
     no_id.as_object_mut().unwrap().remove("id");
     assert_eq!(put("p2", &no_id).status(), StatusCode::OK);
-    assert_eq!(body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 2);
+    assert_eq!(
+        body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"],
+        2
+    );
     // p1 is patched: one machine left.
-    assert_eq!(put("p1", &snapshot("p1", "Windows10", "10.0.19045.3930", 0)).status(), StatusCode::OK);
-    assert_eq!(body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"], 1);
+    assert_eq!(
+        put("p1", &snapshot("p1", "Windows10", "10.0.19045.3930", 0)).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"],
+        1
+    );
     // p2 was last seen 31 days ago: it counts nowhere.
-    assert_eq!(put("p2", &snapshot("p2", "Windows10", "10.0.19045.3693", 31)).status(), StatusCode::OK);
-    assert_eq!(body(s.missing(tid, "microsoft-_-windows_10"))["value"], json!([]));
+    assert_eq!(
+        put("p2", &snapshot("p2", "Windows10", "10.0.19045.3693", 31)).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        body(s.missing(tid, "microsoft-_-windows_10"))["value"],
+        json!([])
+    );
     // Deleting p1 leaves no active machine with Windows 10.
-    let r = client().delete(s.url("/api/inventory/machines/p1")).bearer_auth(&writer).send().unwrap();
+    let r = client()
+        .delete(s.url("/api/inventory/machines/p1"))
+        .bearer_auth(&writer)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_error(s.missing(tid, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
-    let r = client().delete(s.url("/api/inventory/machines/p1")).bearer_auth(&writer).send().unwrap();
-    assert_eq!(assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"), "Machine p1 was not found");
+    assert_error(
+        s.missing(tid, "microsoft-_-windows_10"),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
+    let r = client()
+        .delete(s.url("/api/inventory/machines/p1"))
+        .bearer_auth(&writer)
+        .send()
+        .unwrap();
+    assert_eq!(
+        assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "Machine p1 was not found"
+    );
     // A mismatched id is refused.
     let r = put("p3", &snapshot("p4", "Windows10", "10.0.19045.3570", 0));
     assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody");
@@ -505,18 +647,33 @@ fn bad_ingestion_is_rejected_and_stores_nothing() {
     assert!(msg.starts_with("[1].osBuild:"), "{msg}");
     // NDJSON with the bad entry second: nothing stored either.
     let r = post(format!("{good}\n{bad}\n"), "application/x-ndjson");
-    assert!(assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody").starts_with("[1].osBuild:"));
-    assert_error(s.missing(tid, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    assert!(
+        assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody").starts_with("[1].osBuild:")
+    );
+    assert_error(
+        s.missing(tid, "microsoft-_-windows_10"),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
     // The batch limit of this server is 5.
-    let six: Vec<Value> = (0..6).map(|i| snapshot(&format!("b{i}"), "Windows10", "10.0.19045.3570", 0)).collect();
+    let six: Vec<Value> = (0..6)
+        .map(|i| snapshot(&format!("b{i}"), "Windows10", "10.0.19045.3570", 0))
+        .collect();
     let r = post(json!(six).to_string(), "application/json");
     assert_eq!(
         assert_error(r, StatusCode::BAD_REQUEST, "MaximumBatchSizeExceeded"),
         "Maximum batch size exceeded. Received: 6, allowed: 5."
     );
     let r = post(good.to_string(), "text/plain");
-    assert_error(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType");
-    let r = post(format!("[{}]", vec![good.to_string(); 500].join(",")), "application/json");
+    assert_error(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+    );
+    let r = post(
+        format!("[{}]", vec![good.to_string(); 500].join(",")),
+        "application/json",
+    );
     assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge");
     // Reading is not writing.
     let r = client()
@@ -526,7 +683,11 @@ fn bad_ingestion_is_rejected_and_stores_nothing() {
         .send()
         .unwrap();
     assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
-    assert_error(s.missing(tid, "microsoft-_-windows_10"), StatusCode::NOT_FOUND, "ResourceNotFound");
+    assert_error(
+        s.missing(tid, "microsoft-_-windows_10"),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
 }
 
 #[test]
@@ -540,8 +701,16 @@ fn operations_endpoints_and_development_issuer() {
     let jwks = body(client().get(s.url("/discovery/v2.0/keys")).send().unwrap());
     assert_eq!(jwks["keys"][0]["kid"], s.dev.kid());
     let tid = "a0000000-0000-0000-0000-0000000000c1";
-    let d = body(client().get(s.url(&format!("/{tid}/v2.0/.well-known/openid-configuration"))).send().unwrap());
-    assert_eq!(d["issuer"], issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &tenant(tid)));
+    let d = body(
+        client()
+            .get(s.url(&format!("/{tid}/v2.0/.well-known/openid-configuration")))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        d["issuer"],
+        issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &tenant(tid))
+    );
     assert_eq!(d["jwks_uri"], format!("{}/discovery/v2.0/keys", s.base));
     let o = body(client().get(s.url("/openapi.json")).send().unwrap());
     assert!(o["paths"]["/api/Software/{Id}/getmissingkbs"].is_object());

@@ -155,24 +155,23 @@ fn canonical(name: &str) -> String {
 }
 
 fn is_linux(name: &str) -> bool {
-    const DISTROS: &[&str] = &["cbl mariner", "cbl-mariner", "azure linux"];
-    DISTROS.iter().any(|d| {
-        // "<package> on CBL Mariner 2.0"
-        name.rsplit_once(" on ").is_some_and(|(_, host)| {
-            host.strip_prefix(d).is_some_and(|v| is_version(v.trim()))
-        })
-            // "CBL Mariner 2.0 x64", "Azure Linux 3.0 ARM"
-            || name.strip_prefix(d).is_some_and(|rest| {
+    // The host after the last " on " ("<package> on CBL Mariner 2.0 x64"), or the whole name
+    // for the distribution itself ("Azure Linux 3.0 ARM").
+    let host = name.rsplit_once(" on ").map_or(name, |(_, host)| host);
+    ["cbl mariner", "cbl-mariner", "azure linux"]
+        .iter()
+        .any(|distro| {
+            host.strip_prefix(distro).is_some_and(|rest| {
                 let mut words = rest.split(' ').filter(|w| !w.is_empty());
-                words.next().is_some_and(is_version)
+                words.next().is_none_or(is_version)
                     && words.next().is_none_or(|a| a == "x64" || a == "arm")
                     && words.next().is_none()
             })
-    })
+        })
 }
 
 fn is_version(s: &str) -> bool {
-    s.is_empty() || s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// Rule 3's components. The host must itself be a Windows this module knows.
@@ -626,6 +625,8 @@ mod tests {
         for name in [
             "cbl2 kernel 5.15.162.2-1 on CBL Mariner 2.0",
             "azl3 kernel 6.6.47.1-1 on Azure Linux 3.0",
+            "bind-9.19.21-1.azl3.x86_64.rpm on Azure Linux 3.0 x64",
+            "zip-3.0-5.cm1.aarch64.rpm on CBL Mariner 1.0 ARM",
             "CBL Mariner 1.0 x64",
             "Azure Linux 3.0 ARM",
         ] {

@@ -84,7 +84,11 @@ pub struct ServerFlags {
     #[arg(long, env = "KBGAP_PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
     /// Proxy address whose X-Forwarded-Proto/-Host headers are trusted (repeatable).
-    #[arg(long = "trusted-proxy", env = "KBGAP_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "KBGAP_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<IpAddr>,
     /// Days a machine stays active after it was last seen.
     #[arg(long, env = "KBGAP_RETENTION_DAYS")]
@@ -115,10 +119,7 @@ pub struct AuthSettings {
 pub fn auth_settings(flags: &ServerFlags, file: &FileConfig) -> AuthSettings {
     let f = &file.auth;
     AuthSettings {
-        mode: flags
-            .auth_mode
-            .or(f.mode)
-            .unwrap_or(AuthMode::Development),
+        mode: flags.auth_mode.or(f.mode).unwrap_or(AuthMode::Development),
         jwks_file: flags.jwks_file.clone().or_else(|| f.jwks_file.clone()),
         issuers: f.issuers.clone(),
         audiences: f.audiences.clone(),

@@ -12,16 +12,19 @@ pub const DEMO_TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const SYSTEMS: &[(&str, &str, u32)] = &[
     ("microsoft-_-windows_10", "Windows10", 19045),
     ("microsoft-_-windows_11", "Windows11", 22631),
-    ("microsoft-_-windows_server_2019", "WindowsServer2019", 17763),
-    ("microsoft-_-windows_server_2022", "WindowsServer2022", 20348),
+    (
+        "microsoft-_-windows_server_2019",
+        "WindowsServer2019",
+        17763,
+    ),
+    (
+        "microsoft-_-windows_server_2022",
+        "WindowsServer2022",
+        20348,
+    ),
 ];
 
-pub const SOFTWARE: [&str; 4] = [
-    SYSTEMS[0].0,
-    SYSTEMS[1].0,
-    SYSTEMS[2].0,
-    SYSTEMS[3].0,
-];
+pub const SOFTWARE: [&str; 4] = [SYSTEMS[0].0, SYSTEMS[1].0, SYSTEMS[2].0, SYSTEMS[3].0];
 
 /// How many cumulative updates behind the newest each demo machine is, with a few machines
 /// at each step.

@@ -34,7 +34,13 @@ struct Cli {
     #[arg(long, env = "KBGAP_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Log format: text for terminals, json for log collectors.
-    #[arg(long, env = "KBGAP_LOG_FORMAT", global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "KBGAP_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -82,8 +88,9 @@ enum CatalogCommand {
 
 #[derive(Subcommand)]
 enum InventoryCommand {
-    /// Import machine snapshots (JSON object, JSON array or NDJSON files; see docs/snapshot.md)
-    /// into one tenant. All files are validated first: a bad one stores nothing.
+    /// Import machine snapshots into one tenant: `.json` files hold one snapshot or an array,
+    /// `.ndjson`/`.jsonl` files one snapshot per line (see docs/snapshot.md). All files are
+    /// validated first: a bad one stores nothing.
     Import {
         /// The tenant (Azure AD tenant id) that owns the machines.
         #[arg(long)]
@@ -148,7 +155,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("'{s}' is not a duration such as 3600, 90m, 1h or 2d")),
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration such as 3600, 90m, 1h or 2d"
+            ))
+        }
     };
     if secs == 0 {
         return Err("the duration must be positive".into());
@@ -209,13 +220,28 @@ fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-fn import_catalog(store: &dyn Store, paths: &[PathBuf], as_of: Option<time::Date>) -> anyhow::Result<()> {
+fn import_catalog(
+    store: &dyn Store,
+    paths: &[PathBuf],
+    as_of: Option<time::Date>,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     eprintln!("reading {} path(s)…", paths.len());
-    let docs = kbgap_catalog::read_documents(paths).context("catalog import failed; nothing was stored")?;
-    eprintln!("parsed {} documents in {:.1}s; compiling and storing…", docs.len(), started.elapsed().as_secs_f64());
-    let report = kbgap_service::import_catalog(store, &docs, as_of, OffsetDateTime::now_utc(), Retention::default())
-        .context("catalog import failed; the previous catalog is unchanged")?;
+    let docs = kbgap_catalog::read_documents(paths)
+        .context("catalog import failed; nothing was stored")?;
+    eprintln!(
+        "parsed {} documents in {:.1}s; compiling and storing…",
+        docs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let report = kbgap_service::import_catalog(
+        store,
+        &docs,
+        as_of,
+        OffsetDateTime::now_utc(),
+        Retention::default(),
+    )
+    .context("catalog import failed; the previous catalog is unchanged")?;
     println!(
         "catalog generation {}: {} documents stored, {} unchanged; {} documents and {} KBs in the catalog{}; {} machines re-evaluated ({:.1}s)",
         report.generation,
@@ -236,7 +262,10 @@ fn catalog_status(store: &dyn Store) -> anyhow::Result<()> {
     println!("generation: {}", c.generation);
     println!(
         "as of: {}",
-        c.catalog.as_of().map(|d| d.to_string()).unwrap_or_else(|| "latest".into())
+        c.catalog
+            .as_of()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "latest".into())
     );
     println!("documents: {}", c.catalog.document_count());
     println!("KBs: {}", c.catalog.kb_count());
@@ -248,34 +277,38 @@ fn import_inventory(store: &dyn Store, tenant: &TenantId, files: &[PathBuf]) -> 
     let mut snapshots = Vec::new();
     for f in files {
         let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let trimmed = text.trim_start();
-        let parsed = if trimmed.starts_with('[') {
-            kbgap_inventory::parse_snapshots(&bytes, false)
-        } else if trimmed.lines().filter(|l| !l.trim().is_empty()).count() > 1 && !trimmed.starts_with("{\n") && is_ndjson(trimmed) {
+        let ndjson = f
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"));
+        let parsed = if ndjson {
             kbgap_inventory::parse_snapshots(&bytes, true)
+        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            kbgap_inventory::parse_snapshots(&bytes, false)
         } else {
             kbgap_inventory::parse_snapshot(&bytes).map(|s| vec![s])
         }
         .with_context(|| format!("{}: invalid snapshot; nothing was stored", f.display()))?;
         for (i, s) in parsed.iter().enumerate() {
             if s.id.is_none() {
-                bail!("{}: entry {i} has no \"id\"; nothing was stored", f.display());
+                bail!(
+                    "{}: entry {i} has no \"id\"; nothing was stored",
+                    f.display()
+                );
             }
         }
         snapshots.extend(parsed);
     }
     let holder = CatalogHolder::load(store)?;
-    kbgap_service::ingest(store, &holder, tenant, &snapshots, OffsetDateTime::now_utc(), Retention::default())?;
+    kbgap_service::ingest(
+        store,
+        &holder,
+        tenant,
+        &snapshots,
+        OffsetDateTime::now_utc(),
+        Retention::default(),
+    )?;
     println!("stored {} machine(s) for tenant {tenant}", snapshots.len());
     Ok(())
-}
-
-/// NDJSON when every non-empty line is a complete JSON object on its own.
-fn is_ndjson(text: &str) -> bool {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object()))
 }
 
 fn mint(dev: &DevIssuer, template: &str, args: &TokenArgs) -> anyhow::Result<String> {
@@ -344,7 +377,8 @@ async fn serve(
             (Arc::new(jwks) as Arc<dyn kbgap_auth::KeySource>, None)
         }
     };
-    let validator = Arc::new(Validator::new(validator_config, keys).context("authentication settings")?);
+    let validator =
+        Arc::new(Validator::new(validator_config, keys).context("authentication settings")?);
     let catalog = {
         let store = store.clone();
         Arc::new(tokio::task::spawn_blocking(move || CatalogHolder::load(store.as_ref())).await??)
@@ -397,22 +431,44 @@ async fn shutdown_signal() {
 
 fn quickstart(data_dir: &Path, file: &FileConfig, args: QuickstartArgs) -> anyhow::Result<()> {
     let store = open_store(data_dir)?;
-    import_catalog(store.as_ref(), std::slice::from_ref(&args.msrc_dir), args.as_of)?;
+    import_catalog(
+        store.as_ref(),
+        std::slice::from_ref(&args.msrc_dir),
+        args.as_of,
+    )?;
     let holder = CatalogHolder::load(store.as_ref())?;
     let tenant = TenantId::parse(demo::DEMO_TENANT)?;
     let now = OffsetDateTime::now_utc();
     let fleet = demo::fleet(&holder.current().catalog, now);
-    kbgap_service::ingest(store.as_ref(), &holder, &tenant, &fleet, now, Retention::default())?;
-    println!("loaded a demo fleet of {} machines into tenant {tenant}", fleet.len());
+    kbgap_service::ingest(
+        store.as_ref(),
+        &holder,
+        &tenant,
+        &fleet,
+        now,
+        Retention::default(),
+    )?;
+    println!(
+        "loaded a demo fleet of {} machines into tenant {tenant}",
+        fleet.len()
+    );
     for software in demo::SOFTWARE {
         let sw = kbgap_domain::SoftwareId::parse(software)?;
-        let rows = kbgap_service::missing_kbs(store.as_ref(), &holder.current().catalog, &tenant, &sw)?
-            .unwrap_or_default();
+        let rows =
+            kbgap_service::missing_kbs(store.as_ref(), &holder.current().catalog, &tenant, &sw)?
+                .unwrap_or_default();
         let summary: Vec<String> = rows
             .iter()
             .map(|r| format!("KB{} on {}", r.kb, r.machines))
             .collect();
-        println!("  {software}: {}", if summary.is_empty() { "nothing missing".into() } else { summary.join(", ") });
+        println!(
+            "  {software}: {}",
+            if summary.is_empty() {
+                "nothing missing".into()
+            } else {
+                summary.join(", ")
+            }
+        );
     }
     let dev = DevIssuer::load_or_create(data_dir)?;
     let template = config::auth_settings(&args.server, file).dev_issuer;

@@ -99,10 +99,16 @@ mod tests {
     #[test]
     fn parses_builds_and_rejects_what_is_not_one() {
         let b = WindowsBuild::parse("10.0.19045.3570").unwrap();
-        assert_eq!((b.major, b.minor, b.build, b.revision), (10, 0, 19045, Some(3570)));
+        assert_eq!(
+            (b.major, b.minor, b.build, b.revision),
+            (10, 0, 19045, Some(3570))
+        );
         assert_eq!(WindowsBuild::parse("10.0.22631").unwrap().revision, None);
         assert_eq!(WindowsBuild::parse("6.1.7601.26321").unwrap().build, 7601);
-        assert_eq!(WindowsBuild::parse("https://aka.ms/OfficeSecurityReleases"), None);
+        assert_eq!(
+            WindowsBuild::parse("https://aka.ms/OfficeSecurityReleases"),
+            None
+        );
         assert_eq!(WindowsBuild::parse("-"), None);
         assert_eq!(WindowsBuild::parse("5.15.153.1-1"), None);
         assert_eq!(WindowsBuild::parse("20.0.1"), None);

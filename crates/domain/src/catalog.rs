@@ -272,7 +272,11 @@ impl Catalog {
                         product_name: product_name.clone(),
                         evidence: format!(
                             "FixedBuild {} is not on branch {own} of the product",
-                            a.fixed_builds.iter().cloned().collect::<Vec<_>>().join(", ")
+                            a.fixed_builds
+                                .iter()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     });
                 }
@@ -323,11 +327,18 @@ impl Catalog {
         let mut msrc_edges: HashMap<Scope, HashMap<KbId, Vec<KbId>>> = HashMap::new();
         let mut chain_members: HashMap<ChainKey, Vec<(Date, u32, KbId)>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
-            by_software.entry(e.class.software.clone()).or_default().push(i);
+            by_software
+                .entry(e.class.software.clone())
+                .or_default()
+                .push(i);
             let Some(host) = &e.class.host else { continue };
             let scope = (e.class.software.clone(), host.arch);
             if !e.supersedes.is_empty() {
-                let edges = msrc_edges.entry(scope).or_default().entry(e.kb).or_default();
+                let edges = msrc_edges
+                    .entry(scope)
+                    .or_default()
+                    .entry(e.kb)
+                    .or_default();
                 for s in &e.supersedes {
                     if !edges.contains(s) {
                         edges.push(*s);

@@ -116,7 +116,11 @@ pub fn evaluate(catalog: &Catalog, machine: &MachineFacts) -> Evaluation {
             Some((Satisfied::No, Rule::PendingRestart))
         } else if let (Some(r), Some(f)) = (os.revision, fixed) {
             Some((
-                if r >= f { Satisfied::Yes } else { Satisfied::No },
+                if r >= f {
+                    Satisfied::Yes
+                } else {
+                    Satisfied::No
+                },
                 Rule::Build,
             ))
         } else {
@@ -156,14 +160,15 @@ pub fn evaluate(catalog: &Catalog, machine: &MachineFacts) -> Evaluation {
             || scopes_of(entries).iter().any(|sw| {
                 cover
                     .entry(sw.clone())
-                    .or_insert_with(|| catalog.superseded_by(sw, os.arch, installed.iter().copied()))
+                    .or_insert_with(|| {
+                        catalog.superseded_by(sw, os.arch, installed.iter().copied())
+                    })
                     .contains(kb)
             });
         let cumulative = entries.iter().any(|e| e.track == Track::Cumulative);
         let (satisfied, rule) = if covered {
             (Satisfied::Yes, Rule::InstalledKb)
-        } else if cumulative
-            && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m)
+        } else if cumulative && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m)
         {
             (Satisfied::Yes, Rule::NewerThanCatalog)
         } else if machine.kb_list_complete {

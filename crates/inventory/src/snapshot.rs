@@ -115,7 +115,8 @@ pub fn parse_snapshots(body: &[u8], ndjson: bool) -> Result<Vec<Snapshot>, Snaps
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let bytes = serde_json::to_vec(v).map_err(|e| SnapshotError::new(".", e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(v).map_err(|e| SnapshotError::new(".", e.to_string()))?;
             parse_snapshot(&bytes).map_err(|e| e.at_index(i))
         })
         .collect()
@@ -143,7 +144,10 @@ fn os_software(platform: &str) -> Option<SoftwareId> {
     if p.contains("-_-") {
         return SoftwareId::parse(&p).ok();
     }
-    let compact: String = p.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
+    let compact: String = p
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '_')
+        .collect();
     PLATFORMS
         .iter()
         .find(|(name, _)| *name == compact)
@@ -164,7 +168,9 @@ fn kb_list(field: &str, items: &[String]) -> Result<BTreeSet<KbId>, SnapshotErro
     items
         .iter()
         .enumerate()
-        .map(|(i, k)| KbId::parse(k).map_err(|e| SnapshotError::new(format!("{field}[{i}]"), e.to_string())))
+        .map(|(i, k)| {
+            KbId::parse(k).map_err(|e| SnapshotError::new(format!("{field}[{i}]"), e.to_string()))
+        })
         .collect()
 }
 
@@ -201,7 +207,11 @@ impl Snapshot {
                 ),
             )
         })?;
-        let install_type = match self.installation_type.as_deref().map(str::to_ascii_lowercase) {
+        let install_type = match self
+            .installation_type
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+        {
             None => InstallType::Full,
             Some(t) if t == "full" => InstallType::Full,
             Some(t) if t == "servercore" || t == "server core" => InstallType::ServerCore,
@@ -270,10 +280,16 @@ mod tests {
         let f = s.facts().unwrap();
         let os = f.os.unwrap();
         assert_eq!(os.software.as_str(), "microsoft-_-windows_10");
-        assert_eq!((os.build, os.revision, os.arch), (19045, Some(3570), Arch::X64));
+        assert_eq!(
+            (os.build, os.revision, os.arch),
+            (19045, Some(3570), Arch::X64)
+        );
         assert_eq!(os.install_type, InstallType::Full);
         assert_eq!(
-            f.installed_kbs.iter().map(|k| k.number()).collect::<Vec<_>>(),
+            f.installed_kbs
+                .iter()
+                .map(|k| k.number())
+                .collect::<Vec<_>>(),
             vec![5030211, 5031356]
         );
         assert!(f.kb_list_complete);
@@ -290,14 +306,23 @@ mod tests {
         let e = parse_snapshot(bad_build.as_bytes()).unwrap_err();
         assert_eq!(e.path, "osBuild");
         let bad_kb = VALID.replace("5030211", "Release Notes");
-        assert_eq!(parse_snapshot(bad_kb.as_bytes()).unwrap_err().path, "installedKbs[1]");
+        assert_eq!(
+            parse_snapshot(bad_kb.as_bytes()).unwrap_err().path,
+            "installedKbs[1]"
+        );
         let bad_sw = VALID.replace("microsoft-_-internet_explorer", "a/b");
-        assert_eq!(parse_snapshot(bad_sw.as_bytes()).unwrap_err().path, "software[0].id");
+        assert_eq!(
+            parse_snapshot(bad_sw.as_bytes()).unwrap_err().path,
+            "software[0].id"
+        );
         let unknown = VALID.replace("\"osArchitecture\"", "\"osArch\"");
         let e = parse_snapshot(unknown.as_bytes()).unwrap_err();
         assert!(e.message.contains("unknown field `osArch`"), "{e}");
         let bad_date = VALID.replace("2024-01-30T10:00:00Z", "yesterday");
-        assert_eq!(parse_snapshot(bad_date.as_bytes()).unwrap_err().path, "lastSeen");
+        assert_eq!(
+            parse_snapshot(bad_date.as_bytes()).unwrap_err().path,
+            "lastSeen"
+        );
     }
 
     #[test]
@@ -308,8 +333,16 @@ mod tests {
         let e = parse_snapshots(ndjson.as_bytes(), true).unwrap_err();
         assert_eq!(e.path, "[1].osPlatform");
         let array = format!("[{good},{good},{bad}]");
-        assert_eq!(parse_snapshots(array.as_bytes(), false).unwrap_err().path, "[2].osPlatform");
-        assert_eq!(parse_snapshots(format!("[{good}]").as_bytes(), false).unwrap().len(), 1);
+        assert_eq!(
+            parse_snapshots(array.as_bytes(), false).unwrap_err().path,
+            "[2].osPlatform"
+        );
+        assert_eq!(
+            parse_snapshots(format!("[{good}]").as_bytes(), false)
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(parse_snapshots(b"{}", false).unwrap_err().path, ".");
     }
 }

@@ -129,6 +129,9 @@ pub struct ImportReport {
 
 const ATTEMPTS: usize = 3;
 
+/// How far in the future a snapshot's `lastSeen` may lie (clocks drift) before it is refused.
+const MAX_CLOCK_SKEW: time::Duration = time::Duration::days(1);
+
 /// Imports documents: newer revisions replace stored ones, the catalog is recompiled (cut at
 /// `as_of` when given), every machine is re-evaluated, and all of it becomes visible in one
 /// transaction. Nothing is written when nothing would change.
@@ -242,6 +245,17 @@ pub fn ingest(
                 },
                 message: "missing machine id".into(),
             })?;
+            if s.last_seen > now + MAX_CLOCK_SKEW {
+                return Err(SnapshotError {
+                    path: if snapshots.len() == 1 {
+                        "lastSeen".into()
+                    } else {
+                        format!("[{i}].lastSeen")
+                    },
+                    message: format!("{} is in the future", s.last_seen),
+                }
+                .into());
+            }
             let json = serde_json::to_string(s).map_err(|e| SnapshotError {
                 path: ".".into(),
                 message: e.to_string(),

@@ -10,7 +10,10 @@ use kbgap_domain::{
     evaluate, Arch, Catalog, Evaluation, InstallType, KbId, MachineFacts, OsFacts, SoftwareId,
 };
 
-const ARCHIVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/msrc-cvrf");
+const ARCHIVE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/msrc-cvrf"
+);
 
 fn documents() -> &'static [CvrfDocument] {
     static DOCS: OnceLock<Vec<CvrfDocument>> = OnceLock::new();
@@ -80,14 +83,20 @@ fn verdict(e: &Evaluation, n: u32) -> (Satisfied, Rule) {
 
 #[test]
 fn case_01_equal_build_is_not_missing() {
-    let e = evaluate(jan_2024(), &machine("windows_10", "10.0.19045.3570", Arch::X64));
+    let e = evaluate(
+        jan_2024(),
+        &machine("windows_10", "10.0.19045.3570", Arch::X64),
+    );
     assert_eq!(verdict(&e, 5031356), (Satisfied::Yes, Rule::Build));
     assert!(!missing(&e, "windows_10").contains(&5031356));
 }
 
 #[test]
 fn case_02_only_the_frontier_is_missing() {
-    let e = evaluate(jan_2024(), &machine("windows_10", "10.0.19045.3570", Arch::X64));
+    let e = evaluate(
+        jan_2024(),
+        &machine("windows_10", "10.0.19045.3570", Arch::X64),
+    );
     for n in [5032189, 5033372, 5034122] {
         assert_eq!(verdict(&e, n), (Satisfied::No, Rule::Build), "KB{n}");
     }
@@ -109,7 +118,10 @@ fn case_03_sibling_versions_share_a_branch() {
 fn case_04_chain_without_help_from_msrc() {
     let cat = jan_2024();
     // Build evidence: the December update covers November's.
-    let e = evaluate(cat, &machine("windows_server_2019", "10.0.17763.5206", Arch::X64));
+    let e = evaluate(
+        cat,
+        &machine("windows_server_2019", "10.0.17763.5206", Arch::X64),
+    );
     assert_eq!(verdict(&e, 5032196), (Satisfied::Yes, Rule::Build));
     assert_eq!(missing(&e, "windows_server_2019"), vec![5034127]);
     // KB evidence only: a complete list with the December update.
@@ -186,19 +198,31 @@ fn case_11_pending_restart_is_missing() {
 
 #[test]
 fn case_12_wrong_branch_fixed_build_is_not_applicable() {
-    let e = evaluate(jan_2024(), &machine("windows_10", "10.0.19044.3570", Arch::X86));
+    let e = evaluate(
+        jan_2024(),
+        &machine("windows_10", "10.0.19044.3570", Arch::X86),
+    );
     assert!(!e.verdicts.iter().any(|v| v.kb == kb(5032192)));
     assert_eq!(verdict(&e, 5032189), (Satisfied::No, Rule::Build));
-    assert!(jan_2024().repairs().iter().any(|r| r.kb == kb(5032192)
-        && r.product_name == "Windows 10 Version 21H2 for 32-bit Systems"));
+    assert!(jan_2024()
+        .repairs()
+        .iter()
+        .any(|r| r.kb == kb(5032192)
+            && r.product_name == "Windows 10 Version 21H2 for 32-bit Systems"));
     assert_eq!(missing(&e, "windows_10"), vec![5034122]);
 }
 
 #[test]
 fn case_13_architectures_count_separately_and_cves_once() {
     let cut = kbgap_service::compile(documents(), Some(time::macros::date!(2020 - 01 - 31)));
-    let x86 = evaluate(&cut, &with_kbs(machine("windows_10", "10.0.17763", Arch::X86), &[], true));
-    let x64 = evaluate(&cut, &with_kbs(machine("windows_10", "10.0.17763", Arch::X64), &[], true));
+    let x86 = evaluate(
+        &cut,
+        &with_kbs(machine("windows_10", "10.0.17763", Arch::X86), &[], true),
+    );
+    let x64 = evaluate(
+        &cut,
+        &with_kbs(machine("windows_10", "10.0.17763", Arch::X64), &[], true),
+    );
     assert_eq!(missing(&x86, "windows_10"), vec![4534273]);
     assert_eq!(missing(&x64, "windows_10"), vec![4534273]);
     // CVE-2020-0617 is listed for x64 products only; the count takes each CVE once.
@@ -211,7 +235,10 @@ fn case_13_architectures_count_separately_and_cves_once() {
         .flat_map(|e| e.cves.iter().map(|c| cut.cve_name(*c)))
         .collect();
     assert!(distinct.contains("CVE-2020-0617"));
-    assert_eq!(cut.cve_addressed(&sw("windows_10"), kb(4534273)) as usize, distinct.len());
+    assert_eq!(
+        cut.cve_addressed(&sw("windows_10"), kb(4534273)) as usize,
+        distinct.len()
+    );
 }
 
 #[test]

@@ -12,9 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime};
 
-use crate::{
-    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError,
-};
+use crate::{CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
 
@@ -34,7 +32,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -73,13 +73,20 @@ impl SqliteStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.readers.lock().map_err(|_| corrupt("reader pool poisoned"))?.pop();
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| corrupt("reader pool poisoned"))?
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             None => Self::connect(&self.path)?,
         };
         let out = f(&conn);
-        let mut pool = self.readers.lock().map_err(|_| corrupt("reader pool poisoned"))?;
+        let mut pool = self
+            .readers
+            .lock()
+            .map_err(|_| corrupt("reader pool poisoned"))?;
         if pool.len() < IDLE_READERS {
             pool.push(conn);
         }
@@ -135,7 +142,9 @@ fn set_meta(tx: &Transaction, key: &str, value: &str) -> Result<()> {
 
 fn catalog_state(conn: &Connection) -> Result<CatalogState> {
     let generation = match meta(conn, "generation")? {
-        Some(g) => g.parse().map_err(|_| corrupt("catalog generation is not a number"))?,
+        Some(g) => g
+            .parse()
+            .map_err(|_| corrupt("catalog generation is not a number"))?,
         None => 0,
     };
     let as_of = match meta(conn, "as_of")? {
@@ -145,7 +154,9 @@ fn catalog_state(conn: &Connection) -> Result<CatalogState> {
         _ => None,
     };
     let inventory = match meta(conn, "inventory")? {
-        Some(g) => g.parse().map_err(|_| corrupt("inventory generation is not a number"))?,
+        Some(g) => g
+            .parse()
+            .map_err(|_| corrupt("inventory generation is not a number"))?,
         None => 0,
     };
     Ok(CatalogState {
@@ -374,8 +385,8 @@ impl Store for SqliteStore {
     fn load_documents(&self) -> Result<Vec<CvrfDocument>> {
         self.read(|conn| {
             let mut docs: BTreeMap<String, CvrfDocument> = BTreeMap::new();
-            let mut stmt = conn
-                .prepare("SELECT id, title, initial_release, current_release FROM documents")?;
+            let mut stmt =
+                conn.prepare("SELECT id, title, initial_release, current_release FROM documents")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let id: String = r.get(0)?;
@@ -483,7 +494,12 @@ impl Store for SqliteStore {
                 tx.execute(
                     "UPDATE machines SET counted = last_seen >= ?3, pending_restart = ?4
                      WHERE tenant_id = ?1 AND machine_id = ?2",
-                    params![tenant.as_str(), m.id.as_str(), active_since, m.evaluation.pending_restart],
+                    params![
+                        tenant.as_str(),
+                        m.id.as_str(),
+                        active_since,
+                        m.evaluation.pending_restart
+                    ],
                 )?;
             }
             tx.execute("DELETE FROM software_counts", [])?;

@@ -27,7 +27,12 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(BodyKind::Json),
         "application/x-ndjson" | "application/ndjson" => Ok(BodyKind::NdJson),
@@ -41,7 +46,11 @@ fn machine_id(raw: &str) -> Result<MachineId, ApiError> {
     MachineId::parse(raw).map_err(|e| ApiError::InvalidInput(format!("Invalid {e}.")))
 }
 
-async fn store(state: &AppState, caller: &Caller, snapshots: Vec<Snapshot>) -> Result<(), ApiError> {
+async fn store(
+    state: &AppState,
+    caller: &Caller,
+    snapshots: Vec<Snapshot>,
+) -> Result<(), ApiError> {
     let tenant = caller.0.tenant.clone();
     let store = state.store.clone();
     let catalog = state.catalog.clone();
@@ -86,7 +95,11 @@ pub async fn put_machine(
         _ => snapshot.id = Some(id.clone()),
     }
     store(&state, &caller, vec![snapshot]).await?;
-    Ok((StatusCode::OK, Json(json!({"id": id.as_str(), "stored": true}))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(json!({"id": id.as_str(), "stored": true})),
+    )
+        .into_response())
 }
 
 /// `POST /api/inventory/machines`: a batch, all stored or none.
@@ -147,6 +160,8 @@ pub async fn delete_machine(
     if existed {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::ResourceNotFound(format!("Machine {id} was not found")))
+        Err(ApiError::ResourceNotFound(format!(
+            "Machine {id} was not found"
+        )))
     }
 }
