@@ -1,0 +1,7 @@
+//! One module per `kbgap` subcommand.
+
+pub mod catalog;
+pub mod inventory;
+pub mod quickstart;
+pub mod serve;
+pub mod token;

@@ -1,0 +1,115 @@
+//! `kbgap serve`: wires configuration, store, catalog and authentication into the API server
+//! and runs it until SIGTERM or Ctrl-C.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use kbgap_api::{Application, Services};
+use kbgap_auth::{DevIssuer, StaticJwks, Validator, ValidatorConfig};
+use kbgap_domain::TenantId;
+use kbgap_service::CatalogHolder;
+use kbgap_store::Store;
+
+use crate::config::{self, AuthMode, FileConfig, ServerFlags};
+
+pub async fn serve(
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    flags: &ServerFlags,
+    file: &FileConfig,
+    on_ready: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
+) -> anyhow::Result<()> {
+    let api = config::api_config(flags, file)?;
+    let auth = config::auth_settings(flags, file);
+    let mut validator_config = ValidatorConfig::default();
+    if let Some(a) = &auth.audiences {
+        validator_config.audiences = a.clone();
+    }
+    if let Some(t) = &auth.allowed_tenants {
+        validator_config.allowed_tenants = Some(
+            t.iter()
+                .map(|t| TenantId::parse(t))
+                .collect::<Result<_, _>>()
+                .context("auth.allowed_tenants")?,
+        );
+    }
+    let (keys, dev_issuer) = match auth.mode {
+        AuthMode::Development => {
+            if !api.listen.ip().is_loopback() && !auth.force_dev_issuer {
+                bail!(
+                    "the development issuer lets anyone with this data directory mint tokens; it \
+                     only runs on a loopback address. Listen on 127.0.0.1, use --auth-mode \
+                     jwks-file, or pass --force-dev-issuer"
+                );
+            }
+            let dev = Arc::new(DevIssuer::load_or_create(data_dir)?);
+            validator_config.issuer_templates = vec![auth.dev_issuer.clone()];
+            (dev.key_source(), Some(dev))
+        }
+        AuthMode::JwksFile => {
+            let path = auth
+                .jwks_file
+                .as_ref()
+                .context("auth mode jwks-file needs --jwks-file (or auth.jwks_file)")?;
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
+            let jwks = StaticJwks::from_json(&json)
+                .with_context(|| format!("JWKS file {} is invalid", path.display()))?;
+            if let Some(i) = &auth.issuers {
+                validator_config.issuer_templates = i.clone();
+            }
+            (Arc::new(jwks) as Arc<dyn kbgap_auth::KeySource>, None)
+        }
+    };
+    let validator =
+        Arc::new(Validator::new(validator_config, keys).context("authentication settings")?);
+    let catalog = {
+        let store = store.clone();
+        Arc::new(tokio::task::spawn_blocking(move || CatalogHolder::load(store.as_ref())).await??)
+    };
+    if catalog.current().generation == 0 {
+        tracing::warn!("no catalog imported yet: run `kbgap catalog import DIR`; /readyz answers 503 until then");
+    }
+    let app = Application::bind(
+        api,
+        Services {
+            store,
+            catalog,
+            validator,
+            dev_issuer,
+        },
+    )
+    .await
+    .context("cannot listen")?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, "kbgap listening");
+    if let Some(f) = on_ready {
+        f(addr);
+    }
+    app.run(shutdown_signal()).await?;
+    tracing::info!("kbgap stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down; finishing in-flight requests");
+}
