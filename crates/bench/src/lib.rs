@@ -1,0 +1,40 @@
+//! Shared pieces of the benchmark programs in `src/bin/`: repeated timing with medians, and the
+//! location of the real data they run on. Benchmarks are programs, not tests: run them with
+//! `cargo run --release -p kbgap-bench --bin NAME`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `../shared/data` beside the repository.
+pub fn shared_data() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
+}
+
+/// Runs `f` `runs` times and returns the durations, sorted.
+pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    let mut out: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The median of sorted durations.
+pub fn median(sorted: &[Duration]) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[sorted.len() / 2]
+}
+
+/// Peak resident memory of this process so far, in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
