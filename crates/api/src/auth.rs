@@ -1,9 +1,10 @@
 //! The authenticated caller as an extractor: validates the bearer token with the one
-//! validator (production and development tokens alike) and records the tenant for the log.
+//! validator (production and development tokens alike), applies the caller's rate limit
+//! ([`crate::security`]) and records the tenant for the log.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use kbgap_auth::{bearer_token, Permission, Principal};
+use kbgap_auth::{Permission, Principal};
 
 use crate::error::ApiError;
 use crate::middleware::TenantSlot;
@@ -24,17 +25,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or(" "));
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let principal = bearer_token(header)
-            .and_then(|token| state.validator.validate(token, now))
-            .map_err(|e| ApiError::Unauthorized {
-                message: e.to_string(),
-                www_authenticate: e.www_authenticate(),
-            })?;
+        let principal = crate::security::authenticate(parts, state).await?;
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
             if let Ok(mut t) = slot.0.lock() {
                 *t = Some(principal.tenant.to_string());

@@ -46,6 +46,14 @@ pub enum ApiError {
     RequestEntityTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A rate limit (api-contract.md §4); `retry_after_secs` (at least 1) goes into `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("{0}")]
+    RequestHeaderFieldsTooLarge(String),
     /// The cause is logged, never shown.
     #[error("An unexpected error occurred.")]
     Internal(String),
@@ -71,6 +79,8 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::RequestEntityTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestHeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -90,6 +100,8 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "RequestTimeout",
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::RequestHeaderFieldsTooLarge(_) => "RequestHeaderFieldsTooLarge",
             ApiError::Internal(_) => "InternalServerError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
         }
@@ -116,6 +128,13 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 ApiError::ServiceUnavailable("The service is unavailable; retry later.".into())
             }
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests {
+                message: "Too many requests; retry later.".into(),
+                retry_after_secs: 1,
+            },
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::RequestHeaderFieldsTooLarge(
+                "The request headers are larger than the configured limit.".into(),
+            ),
             s if s.is_client_error() => {
                 ApiError::InvalidInput(s.canonical_reason().unwrap_or("Bad request").to_string())
             }
@@ -173,6 +192,14 @@ impl IntoResponse for ApiError {
             ApiError::ServiceUnavailable(_) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(*retry_after_secs.max(&1)),
+                );
             }
             _ => {}
         }

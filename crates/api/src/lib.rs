@@ -7,6 +7,8 @@ pub mod error;
 pub mod middleware;
 pub mod odata;
 pub mod routes;
+pub mod security;
+pub mod server;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +20,7 @@ use axum::http::StatusCode;
 use axum::middleware::{from_fn, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use axum::{Router, ServiceExt};
+use axum::Router;
 use kbgap_auth::{DevIssuer, Validator};
 use kbgap_service::{CatalogHolder, Retention};
 use kbgap_store::Store;
@@ -27,7 +29,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
-use crate::routes::{dev_issuer, inventory, ops, software};
+use crate::routes::{dev_issuer, inventory, machines, ops, software};
+pub use crate::security::{RateLimits, Security};
+pub use crate::server::ConnectionLimits;
+/// Re-exported so the binary configures limits and limiters through this crate.
+pub use kbgap_ratelimit as ratelimit;
 
 /// Server settings (the binary fills them from flags, environment and the config file).
 #[derive(Debug, Clone)]
@@ -49,6 +55,10 @@ pub struct ApiConfig {
     pub catalog_poll: Duration,
     /// How often to take machines that left the retention window out of the counts.
     pub sweep_interval: Duration,
+    /// Rate limits per route, tenant and client app, and for failed authentications.
+    pub rate_limits: RateLimits,
+    /// Connection limit, request-head limit, slow-client timeout.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +74,13 @@ impl Default for ApiConfig {
             dev_issuer_template: kbgap_auth::DEV_ISSUER_TEMPLATE.to_string(),
             catalog_poll: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(300),
+            rate_limits: RateLimits::default(),
+            connections: ConnectionLimits {
+                max_connections: 1024,
+                max_header_bytes: 64 * 1024,
+                header_read_timeout: Duration::from_secs(10),
+                shutdown_grace: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -76,6 +93,7 @@ pub struct AppState {
     pub validator: Arc<Validator>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub config: Arc<ApiConfig>,
+    pub security: Arc<Security>,
 }
 
 /// The components the server is wired from.
@@ -84,6 +102,8 @@ pub struct Services {
     pub catalog: Arc<CatalogHolder>,
     pub validator: Arc<Validator>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// Token cache, limiter and remote key sources.
+    pub security: Arc<Security>,
 }
 
 async fn not_found() -> ApiError {
@@ -113,6 +133,14 @@ pub fn router(state: AppState) -> Router {
             "/api/inventory/machines/{id}",
             put(inventory::put_machine).delete(inventory::delete_machine),
         )
+        .route(
+            "/api/machines/{id}/missingkbs/explain",
+            get(machines::explain),
+        )
+        .route(
+            "/api/Software/{id}/indeterminatemachines",
+            get(machines::indeterminate),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
@@ -128,8 +156,30 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// The layers around the router, outermost first: request id and envelope, panics to 500,
+/// request-head limit, MDE path normalization (before routing, so outside the router).
+pub fn service(
+    router: Router,
+    max_header_bytes: usize,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    tower::ServiceBuilder::new()
+        .layer(from_fn(middleware::request_id))
+        .layer(CatchPanicLayer::new())
+        .layer(from_fn(move |req, next| {
+            middleware::limit_headers(max_header_bytes, req, next)
+        }))
+        .layer(from_fn(middleware::normalize_path))
+        .service(router)
 }
 
 pub struct Application {
@@ -148,6 +198,7 @@ impl Application {
             validator: services.validator,
             dev_issuer: services.dev_issuer,
             config: Arc::new(config),
+            security: services.security,
         };
         Ok(Application { listener, state })
     }
@@ -161,17 +212,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let background = spawn_background(self.state.clone());
-        let app = tower::ServiceBuilder::new()
-            .layer(from_fn(middleware::request_id))
-            .layer(from_fn(middleware::normalize_path))
-            .service(router(self.state));
-        let result = axum::serve(
-            self.listener,
-            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let mut background = spawn_background(self.state.clone());
+        background.extend(security::spawn_key_refresher(self.state.clone()));
+        let limits = self.state.config.connections;
+        let app = service(router(self.state), limits.max_header_bytes);
+        let result = server::serve(self.listener, app, limits, shutdown).await;
         for task in background {
             task.abort();
         }

@@ -89,6 +89,26 @@ fn envelope(resp: Response) -> Response {
     fresh
 }
 
+/// Refuses a request whose head, apart from `Authorization`, is larger than `max_bytes`
+/// (431 with the envelope). `Authorization` is left to authentication, which refuses an
+/// oversized token as malformed (401) without decoding it.
+pub async fn limit_headers(max_bytes: usize, req: Request, next: Next) -> Response {
+    let size = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
+        + req
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != axum::http::header::AUTHORIZATION)
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > max_bytes {
+        return ApiError::RequestHeaderFieldsTooLarge(format!(
+            "The request headers are larger than the limit of {max_bytes} bytes."
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// MDE's routing is case-insensitive and accepts `/api/v1.0/…` as an alias of `/api/…`.
 /// Rewrites known API paths to their canonical spelling before routing.
 pub async fn normalize_path(mut req: Request, next: Next) -> Response {

@@ -65,6 +65,11 @@ fn start(as_of: time::Date) -> TestServer {
         listen: "127.0.0.1:0".parse().unwrap(),
         max_batch: 5,
         body_limit: 64 * 1024,
+        // Every test shares this server and 127.0.0.1; the limits have their own tests.
+        rate_limits: kbgap_api::RateLimits {
+            auth_failures: kbgap_ratelimit::Quota::per_minute(1_000_000),
+            ..kbgap_api::RateLimits::default()
+        },
         ..ApiConfig::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -78,6 +83,7 @@ fn start(as_of: time::Date) -> TestServer {
                     catalog,
                     validator: std::sync::Arc::new(validator),
                     dev_issuer: Some(std::sync::Arc::new(served_dev)),
+                    security: std::sync::Arc::new(kbgap_api::Security::default()),
                 },
             )
             .await
@@ -733,4 +739,87 @@ fn case_19_the_documentation_example_over_http() {
                 "url": "https://catalog.update.microsoft.com/v7/site/Search.aspx?q=KB4540673",
                 "machineMissedOn": 1, "cveAddressed": 14}])
     );
+}
+
+#[test]
+fn explain_shows_the_deciding_evidence_and_stays_in_the_tenant() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000e1";
+    let mut m = snapshot("ex-1", "Windows10", "10.0.19045.3570", 0);
+    m["installedKbs"] = json!(["KB5031356"]);
+    let mut blind = snapshot("ex-2", "Windows11", "10.0.22631", 0);
+    blind["installedKbs"] = json!([]);
+    s.ingest(tid, &[m, blind]);
+    let reader = s.token(tid, &["Software.Read.All"]);
+    let b = body(s.get("/api/machines/ex-1/missingkbs/explain", &reader));
+    assert_eq!(b["machineId"], "ex-1");
+    assert_eq!(b["os"]["build"], 19045);
+    assert_eq!(b["os"]["revision"], 3570);
+    assert_eq!(
+        b["missing"],
+        json!([{"software": "microsoft-_-windows_10", "kbs": ["5034122"]}])
+    );
+    let kbs = b["kbs"].as_array().unwrap();
+    let find = |id: &str| kbs.iter().find(|k| k["kb"] == id).unwrap().clone();
+    let jan = find("5034122");
+    assert_eq!(jan["satisfied"], "no");
+    assert_eq!(jan["rule"], "build");
+    assert_eq!(jan["fixedRevision"], 3930);
+    assert_eq!(jan["machineRevision"], 3570);
+    assert_eq!(jan["name"], "January 2024 Security Updates");
+    assert_eq!(
+        jan["outcomes"],
+        json!([{"software": "microsoft-_-windows_10", "outcome": "missing"}])
+    );
+    assert!(jan["products"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("Windows 10 Version 22H2 for x64-based Systems")));
+    let dec = find("5033372");
+    assert_eq!(
+        dec["outcomes"],
+        json!([{"software": "microsoft-_-windows_10", "outcome": "superseded", "by": "5034122"}])
+    );
+    let oct = find("5031356");
+    assert_eq!(
+        (oct["satisfied"].clone(), oct["rule"].clone()),
+        (json!("yes"), json!("build"))
+    );
+    // One KB only.
+    let b = body(s.get(
+        "/api/machines/ex-1/missingkbs/explain?kb=KB5034122",
+        &reader,
+    ));
+    assert_eq!(b["kbs"].as_array().unwrap().len(), 1);
+    // The machine without revision or KB list is indeterminate.
+    let b = body(s.get("/api/machines/ex-2/missingkbs/explain", &reader));
+    assert_eq!(b["indeterminate"], json!(["microsoft-_-windows_11"]));
+    assert_eq!(b["kbs"][0]["satisfied"], "unknown");
+    assert!(b["kbs"][0]["unknownBecause"]
+        .as_str()
+        .unwrap()
+        .contains("no build revision"));
+    let b = body(s.get(
+        "/api/Software/microsoft-_-windows_11/indeterminatemachines",
+        &reader,
+    ));
+    assert_eq!(
+        b,
+        json!({"software": "microsoft-_-windows_11", "machineCount": 1, "machines": ["ex-2"]})
+    );
+    // Another tenant's machine is not found, never forbidden.
+    let other = s.token(
+        "a0000000-0000-0000-0000-0000000000e2",
+        &["Software.Read.All"],
+    );
+    let r = s.get("/api/machines/ex-1/missingkbs/explain", &other);
+    assert_eq!(
+        assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "Machine ex-1 was not found"
+    );
+    let r = s.get(
+        "/api/machines/ex-1/missingkbs/explain",
+        &s.token(tid, &["Machine.ReadWrite.All"]),
+    );
+    assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
 }

@@ -36,10 +36,39 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// Validates bearer tokens against one policy and one key source. Cheap to share behind `Arc`.
+/// Issuers whose tokens are verified with one key source. With several trusted issuers, a
+/// token is verified only with the keys of the issuer it names, so one provider's keys can
+/// never vouch for a token claiming another provider's issuer.
+#[derive(Clone)]
+pub struct TrustedIssuer {
+    /// Issuer templates (`{tid}` is the token's own tenant) this key source speaks for.
+    pub issuer_templates: Vec<String>,
+    pub keys: Arc<dyn KeySource>,
+}
+
+impl fmt::Debug for TrustedIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustedIssuer")
+            .field("issuer_templates", &self.issuer_templates)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustedIssuer {
+    fn accepts(&self, iss: &str, raw_tid: &str) -> bool {
+        // Substitute the token's own tid, byte for byte, so an issuer of tenant A cannot
+        // vouch for a token claiming tenant B.
+        self.issuer_templates
+            .iter()
+            .any(|t| t.replace("{tid}", raw_tid) == iss)
+    }
+}
+
+/// Validates bearer tokens against one policy and its trusted issuers' key sources. Cheap to
+/// share behind `Arc`.
 pub struct Validator {
     config: ValidatorConfig,
-    keys: Arc<dyn KeySource>,
+    issuers: Vec<TrustedIssuer>,
 }
 
 impl fmt::Debug for Validator {
@@ -55,6 +84,13 @@ struct Header {
     alg: String,
     kid: Option<String>,
     crit: Option<serde_json::Value>,
+}
+
+/// The two claims needed to pick the key source before the signature is checked.
+#[derive(Deserialize)]
+struct IssuerClaims {
+    iss: Option<String>,
+    tid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,11 +124,36 @@ struct Claims {
 
 impl Validator {
     /// Checks the configuration (no HMAC, nothing empty) and clamps its leeway.
+    /// Every issuer template of `config` is verified with `keys`.
     pub fn new(config: ValidatorConfig, keys: Arc<dyn KeySource>) -> Result<Self, ConfigError> {
-        Ok(Validator {
-            config: config.checked()?,
+        let config = config.checked()?;
+        let issuers = vec![TrustedIssuer {
+            issuer_templates: config.issuer_templates.clone(),
             keys,
-        })
+        }];
+        Ok(Validator { config, issuers })
+    }
+
+    /// Several issuers, each with its own key source. `config.issuer_templates` is replaced
+    /// by the union of the issuers' templates.
+    pub fn with_trusted_issuers(
+        mut config: ValidatorConfig,
+        issuers: Vec<TrustedIssuer>,
+    ) -> Result<Self, ConfigError> {
+        if issuers.is_empty() || issuers.iter().any(|i| i.issuer_templates.is_empty()) {
+            return Err(ConfigError::NoIssuers);
+        }
+        config.issuer_templates = issuers
+            .iter()
+            .flat_map(|i| i.issuer_templates.iter().cloned())
+            .collect();
+        let config = config.checked()?;
+        Ok(Validator { config, issuers })
+    }
+
+    /// The trusted issuers and their key sources.
+    pub fn trusted_issuers(&self) -> &[TrustedIssuer] {
+        &self.issuers
     }
 
     /// The policy in force (leeway already clamped).
@@ -131,7 +192,21 @@ impl Validator {
             return Err(AuthError::Malformed);
         }
 
-        let key = self
+        let issuer = match self.issuers.as_slice() {
+            [only] => only,
+            several => {
+                // Unverified claims, used only to choose whose keys to verify with; they are
+                // checked again below once the signature holds.
+                let peek: IssuerClaims = decode_json(payload_b64)?;
+                let tid = peek.tid.as_deref().ok_or(AuthError::MissingTenant)?;
+                let iss = peek.iss.as_deref().ok_or(AuthError::WrongIssuer)?;
+                several
+                    .iter()
+                    .find(|i| i.accepts(iss, tid))
+                    .ok_or(AuthError::WrongIssuer)?
+            }
+        };
+        let key = issuer
             .keys
             .key(header.kid.as_deref())
             .ok_or(AuthError::UnknownKey)?;
@@ -169,15 +244,8 @@ impl Validator {
 
         let raw_tid = claims.tid.as_deref().ok_or(AuthError::MissingTenant)?;
         let tenant = TenantId::parse(raw_tid).map_err(|_| AuthError::MissingTenant)?;
-        // Substitute the token's own tid, byte for byte, so an issuer of tenant A cannot
-        // vouch for a token claiming tenant B.
         let iss = claims.iss.as_deref().ok_or(AuthError::WrongIssuer)?;
-        let issuer_ok = self
-            .config
-            .issuer_templates
-            .iter()
-            .any(|t| t.replace("{tid}", raw_tid) == iss);
-        if !issuer_ok {
+        if !issuer.accepts(iss, raw_tid) {
             return Err(AuthError::WrongIssuer);
         }
         let aud_ok = claims

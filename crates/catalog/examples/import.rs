@@ -16,7 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         paths.push(ARCHIVE.to_string());
     }
     let start = Instant::now();
-    let docs = kbgap_catalog::read_documents(&paths)?;
+    let read = kbgap_catalog::read_documents_with_products(&paths)?;
+    let docs: Vec<_> = read.iter().map(|r| r.document.clone()).collect();
     let elapsed = start.elapsed();
     let fixes: usize = docs.iter().map(|d| d.fixes.len()).sum();
     let kbs: BTreeSet<_> = docs.iter().flat_map(|d| &d.fixes).map(|f| f.kb).collect();
@@ -24,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} documents, {fixes} VendorFix rows, {} distinct KBs, read in {elapsed:.2?}\n\n{}",
         docs.len(),
         kbs.len(),
-        kbgap_catalog::coverage(&docs)
+        kbgap_catalog::coverage_with_products(&read)
     );
     // An error, not a panic, when the reader goes away (`| head`).
     std::io::stdout().lock().write_all(report.as_bytes())?;

@@ -18,16 +18,20 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// What a file turned out to be. MSRC's updates listing sits next to the documents in every
 /// mirror of the archive, so it is recognised rather than treated as a broken document.
 pub(crate) enum Parsed {
-    Document(CvrfDocument),
+    Document(CvrfDocument, Products),
     UpdatesListing,
 }
+
+/// A document's product list, `(ProductID, name)` in ProductID order: every product it
+/// names, with or without a KB (the coverage report classifies all of them).
+pub type Products = Vec<(String, String)>;
 
 /// Parses one MSRC CVRF document, CVRF 1.1 XML or the MSRC API's JSON form, optionally
 /// zstd-compressed; the form is detected from the content, never from a file name.
 /// `source` names the input in error messages (usually the file path).
 pub fn parse_document(bytes: &[u8], source: &str) -> Result<CvrfDocument, ParseError> {
     match parse_any(bytes, source)? {
-        Parsed::Document(doc) => Ok(doc),
+        Parsed::Document(doc, _) => Ok(doc),
         Parsed::UpdatesListing => Err(ParseError::UpdatesListing {
             origin: source.to_string(),
         }),
@@ -48,7 +52,7 @@ pub(crate) fn parse_any(bytes: &[u8], origin: &str) -> Result<Parsed, ParseError
 fn parse_plain(bytes: &[u8], origin: &str) -> Result<Parsed, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'<') => xml::parse(bytes, origin).map(Parsed::Document),
+        Some(b'<') => xml::parse_full(bytes, origin).map(|(d, p)| Parsed::Document(d, p)),
         Some(b'{') => json::parse(bytes, origin),
         Some(b) => Err(ParseError::UnknownFormat {
             origin: origin.to_string(),
@@ -107,7 +111,11 @@ pub(crate) struct DocumentParts {
 }
 
 impl DocumentParts {
-    pub fn finish(self, origin: &str) -> Result<CvrfDocument, ParseError> {
+    /// The document and its product list (top-level names win over the `Branch` tree).
+    pub fn finish_with_products(
+        self,
+        origin: &str,
+    ) -> Result<(CvrfDocument, Products), ParseError> {
         let missing = |what: &str| ParseError::Invalid {
             origin: origin.to_string(),
             what: format!("missing {what}"),
@@ -142,13 +150,22 @@ impl DocumentParts {
                 });
             }
         }
-        Ok(CvrfDocument {
-            id,
-            title,
-            initial_release,
-            current_release,
-            fixes,
-        })
+        let mut all = self.top_products;
+        for (pid, name) in self.branch_products {
+            all.entry(pid).or_insert(name);
+        }
+        let mut products: Products = all.into_iter().collect();
+        products.sort();
+        Ok((
+            CvrfDocument {
+                id,
+                title,
+                initial_release,
+                current_release,
+                fixes,
+            },
+            products,
+        ))
     }
 }
 

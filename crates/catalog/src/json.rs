@@ -218,7 +218,9 @@ pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<Parsed, ParseError> {
             parts.remediations.push((cve.clone(), rem));
         }
     }
-    parts.finish(origin).map(Parsed::Document)
+    parts
+        .finish_with_products(origin)
+        .map(|(d, p)| Parsed::Document(d, p))
 }
 
 #[cfg(test)]
@@ -260,7 +262,7 @@ mod tests {
 
     #[test]
     fn reads_identity_products_and_vendor_fixes() {
-        let Ok(Parsed::Document(doc)) = parsed(DOC) else {
+        let Ok(Parsed::Document(doc, _)) = parsed(DOC) else {
             panic!("not a document")
         };
         assert_eq!(doc.id, "2021-Jan");

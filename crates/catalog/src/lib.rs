@@ -8,11 +8,16 @@ mod json;
 mod normalize;
 mod read;
 mod supersedence;
+pub mod sync;
 mod xml;
 
-pub use coverage::{coverage, CoverageReport};
+pub use coverage::{
+    coverage, coverage_with_products, Class, Counts, CoverageReport, FamilyCoverage, NameCoverage,
+    GATE_YEAR,
+};
 pub use document::parse_document;
+pub use document::Products;
 pub use error::{ImportError, ParseError};
-pub use normalize::normalize;
-pub use read::read_documents;
+pub use normalize::{classify, families, normalize, Classification, ProductTrack, UNMAPPED_FAMILY};
+pub use read::{list_files, read_documents, read_documents_with_products, ReadDocument};
 pub use supersedence::parse_supersedence;

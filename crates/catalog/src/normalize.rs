@@ -1,146 +1,134 @@
-//! CVRF product names → what they mean (`ProductClass`): every mapping rule and table lives
-//! here, one rule per product family, so adding a family means adding one rule.
+//! CVRF product names → what they mean: the rule engine over the reviewed product table in
+//! `data/products.toml` (compiled in), one ordered list of anchored regex rules per family.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
 
 use kbgap_domain::product::{Arch, HostOs, InstallType, Normalized, ProductClass};
 use kbgap_domain::SoftwareId;
+use regex::{Captures, Regex};
+use serde::Deserialize;
 
-// ---------------------------------------------------------------------------------------------
-// Tables. Marketing versions are lowercase because names are matched after lowercasing.
-// ---------------------------------------------------------------------------------------------
+/// The product table, reviewed data in the repository.
+const PRODUCTS_TOML: &str = include_str!("../data/products.toml");
 
-/// Windows 10 feature updates. "Windows 10 for …" with no version is the original 1507.
-const WINDOWS_10: &[(&str, u32)] = &[
-    ("1507", 10240),
-    ("1511", 10586),
-    ("1607", 14393),
-    ("1703", 15063),
-    ("1709", 16299),
-    ("1803", 17134),
-    ("1809", 17763),
-    ("1903", 18362),
-    ("1909", 18363),
-    ("2004", 19041),
-    ("20h2", 19042),
-    ("21h1", 19043),
-    ("21h2", 19044),
-    ("22h2", 19045),
-];
+/// How a product's security updates relate to each other when the remediation's `SubType`
+/// says nothing more specific (semantics §2 "track").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProductTrack {
+    /// Windows 10 and later: the monthly latest cumulative update.
+    Lcu,
+    /// Windows 7 / 8.1 / 2008 / 2012 era: Monthly Rollup (cumulative) or Security Only (not),
+    /// by `SubType`.
+    Rollup,
+    /// Internet Explorer's own cumulative update on pre-Windows 10 hosts.
+    IeCumulative,
+    /// The product's own cumulative updates (.NET Framework on Windows 10+, Flash Player).
+    Cumulative,
+    /// Every KB is its own frontier (Office MSI, SharePoint, SQL Server, …).
+    Standalone,
+    /// Judged by version, never by KB.
+    VersionFixed,
+    /// Hotpatch-only products.
+    Hotpatch,
+}
 
-/// Windows 11 feature updates. "Windows 11 for …" with no version is 21H2: the revised
-/// 2019-Jul and 2020-Feb documents use that older name for products 11926/11927, with
-/// FixedBuild 10.0.22000.x. 26H1 is build 28000 (FixedBuild 10.0.28000.x in 2026 documents).
-const WINDOWS_11: &[(&str, u32)] = &[
-    ("21h2", 22000),
-    ("22h2", 22621),
-    ("23h2", 22631),
-    ("24h2", 26100),
-    ("25h2", 26200),
-    ("26h1", 28000),
-];
-
-/// Long-term servicing servers named by year, with their build; always x64 (no 32-bit or
-/// ARM server editions exist from 2008 R2 on).
-const SERVER_BY_YEAR: &[(&str, &str, u32)] = &[
-    ("windows server 2012", "windows_server_2012", 9200),
-    ("windows server 2012 r2", "windows_server_2012_r2", 9600),
-    ("windows server 2016", "windows_server_2016", 14393),
-    ("windows server 2019", "windows_server_2019", 17763),
-    ("windows server 2022", "windows_server_2022", 20348),
-    ("windows server 2025", "windows_server_2025", 26100),
-];
-
-/// Semi-annual channel servers ("Windows Server, version 1903"): each is its own software in
-/// MDE, and Server Core only.
-const SERVER_SEMI_ANNUAL: &[(&str, &str, u32)] = &[
-    ("1709", "windows_server_1709", 16299),
-    ("1803", "windows_server_1803", 17134),
-    ("1903", "windows_server_1903", 18362),
-    ("1909", "windows_server_1909", 18363),
-    ("2004", "windows_server_2004", 19041),
-    ("20h2", "windows_server_20h2", 19042),
-    ("23h2", "windows_server_23h2", 25398),
-];
-
-/// Windows 7 SP1 and Server 2008 R2 SP1.
-const BUILD_7601: u32 = 7601;
-/// Windows 8.1, RT 8.1 and Server 2012 R2.
-const BUILD_9600: u32 = 9600;
-/// Server 2008 SP2 reports 6003 since the April 2019 update (6002 before); 6003 is what a
-/// machine reports today.
-const BUILD_2008_SP2: u32 = 6003;
-/// Vista SP2 left support in April 2017, before the 6003 bump.
-const BUILD_VISTA_SP2: u32 = 6002;
-
-// ---------------------------------------------------------------------------------------------
-// Rules, in the order they are tried.
-// ---------------------------------------------------------------------------------------------
-
-/// Normalizes one CVRF product name. Matching is on the whole name after lowercasing and
-/// collapsing whitespace, so "Windows Server 2019  (Server Core installation)" and
-/// "… (Server Core Installation)" are the same product, while look-alikes such as
-/// "Windows 10 HLK Version 22H2" or "Windows Terminal for Windows 10" are not Windows.
-pub fn normalize(product_name: &str) -> Normalized {
-    let name = canonical(product_name);
-    let name = name.as_str();
-
-    // Rule 1: Linux packages on Microsoft's distributions ("cbl2 kernel 5.15.162.2-1 on CBL
-    // Mariner 2.0", "… on Azure Linux 3.0") and the distributions themselves are not Windows
-    // software; kbgap does not evaluate them.
-    if is_linux(name) {
-        return Normalized::OutOfScope("Linux package");
+impl ProductTrack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductTrack::Lcu => "lcu",
+            ProductTrack::Rollup => "rollup",
+            ProductTrack::IeCumulative => "ie-cumulative",
+            ProductTrack::Cumulative => "cumulative",
+            ProductTrack::Standalone => "standalone",
+            ProductTrack::VersionFixed => "version-fixed",
+            ProductTrack::Hotpatch => "hotpatch",
+        }
     }
 
-    // Rule 2: Edge (Chromium) in all its variants (Extended Stable, Updater, "in IE Mode on
-    // Windows …") is judged by browser version, never by KB, and runs on any Windows.
-    if name.starts_with("microsoft edge (chromium-based)") {
-        return Normalized::Mapped(ProductClass {
-            software: SoftwareId::microsoft("edge_chromium-based"),
-            version_line: None,
-            host: None,
-            hotpatch: false,
-            version_fixed: true,
-        });
-    }
-
-    // Rule 3: a component "on" a Windows ("Internet Explorer 11 on Windows 10 Version 22H2
-    // for x64-based Systems"): the component's software, hosted by that Windows.
-    if let Some((component, host)) = name.split_once(" on windows ") {
-        return component_on(component, &format!("windows {host}"));
-    }
-
-    // Rule 4: Windows itself.
-    match windows(name) {
-        Some(Os::Windows { host, hotpatch }) => Normalized::Mapped(ProductClass {
-            software: host.software.clone(),
-            version_line: None,
-            host: Some(host),
-            hotpatch,
-            version_fixed: false,
-        }),
-        Some(Os::OutOfScope(reason)) => Normalized::OutOfScope(reason),
-        None => not_the_os(name),
+    fn parse(s: &str) -> Option<ProductTrack> {
+        Some(match s {
+            "lcu" => ProductTrack::Lcu,
+            "rollup" => ProductTrack::Rollup,
+            "ie-cumulative" => ProductTrack::IeCumulative,
+            "cumulative" => ProductTrack::Cumulative,
+            "standalone" => ProductTrack::Standalone,
+            "version-fixed" => ProductTrack::VersionFixed,
+            "hotpatch" => ProductTrack::Hotpatch,
+            _ => return None,
+        })
     }
 }
 
-/// Rule 5: products whose name starts with "Windows" but that are not Windows (one or two
-/// KB-bearing fixes each in ten years). Neither is inventoried as an OS update: the tools run
-/// once and leave nothing installed; the server applications are updated by their own
-/// installers, so a Windows KB list never shows their KBs.
-/// Rule 6: everything else is not understood yet and is listed by the coverage report.
-fn not_the_os(name: &str) -> Normalized {
-    const TOOLS: &[&str] = &[
-        "windows malicious software removal tool",
-        "windows update assistant",
-        "windows upgrade assistant",
-    ];
-    const APPLICATIONS: &[&str] = &["windows admin center", "windows azure pack"];
-    if TOOLS.iter().any(|t| name.starts_with(t)) {
-        Normalized::OutOfScope("run-once tool, not installed software")
-    } else if APPLICATIONS.iter().any(|a| name.starts_with(a)) {
-        Normalized::OutOfScope("server application updated by its own installer")
-    } else {
-        Normalized::Unmapped
+impl fmt::Display for ProductTrack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
+}
+
+/// Everything the product table says about one name. `normalized` is what the domain's
+/// catalog uses; the other fields are what `ProductClass` cannot carry yet (see the README of
+/// the issue hand-off): the family for reports, the architecture of host-less products
+/// (Office 32/64-bit), the component, servicing level, install flavour and default track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// The family the matching rule belongs to; "unmapped" when no rule matched.
+    pub family: &'static str,
+    pub normalized: Normalized,
+    /// The host's architecture for OS products and components on Windows; the product's own
+    /// for host-less products ("Microsoft Office 2016 (64-bit edition)").
+    pub arch: Option<Arch>,
+    /// The part of the software: `word` within `office`, `enterprise` SharePoint, …
+    pub component: Option<String>,
+    /// The update level or servicing branch the name states: `gdr`, `service pack 3 cu 4`,
+    /// `cumulative update 23`.
+    pub servicing: Option<String>,
+    /// Install technology or flavour: `msi`, `click-to-run`, `rt`, `admin level`.
+    pub install: Option<String>,
+    pub track: Option<ProductTrack>,
+}
+
+/// The family of names no rule matches.
+pub const UNMAPPED_FAMILY: &str = "unmapped";
+
+/// Normalizes one CVRF product name for the domain's catalog.
+pub fn normalize(product_name: &str) -> Normalized {
+    classify(product_name).normalized
+}
+
+/// Classifies one CVRF product name with the product table. Matching is on the whole name
+/// after lowercasing and collapsing whitespace, so "Windows Server 2019  (Server Core
+/// installation)" and "… (Server Core Installation)" are the same product, while look-alikes
+/// such as "Windows 10 HLK Version 22H2" are not Windows.
+pub fn classify(product_name: &str) -> Classification {
+    let name = canonical(product_name);
+    let table = table();
+    for rule in &table.rules {
+        if let Some(c) = rule.apply(table, &name) {
+            return c;
+        }
+    }
+    Classification {
+        family: UNMAPPED_FAMILY,
+        normalized: Normalized::Unmapped,
+        arch: None,
+        component: None,
+        servicing: None,
+        install: None,
+        track: None,
+    }
+}
+
+/// Every family the product table names, in file order, without repeats.
+pub fn families() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in &table().rules {
+        if !out.contains(&r.family.as_str()) {
+            out.push(&r.family);
+        }
+    }
+    out
 }
 
 /// Lowercase, single spaces, no space inside parentheses: the archive writes "2019  (Server
@@ -154,216 +142,438 @@ fn canonical(name: &str) -> String {
         .replace(" )", ")")
 }
 
-fn is_linux(name: &str) -> bool {
-    // The host after the last " on " ("<package> on CBL Mariner 2.0 x64"), or the whole name
-    // for the distribution itself ("Azure Linux 3.0 ARM").
-    let host = name.rsplit_once(" on ").map_or(name, |(_, host)| host);
-    ["cbl mariner", "cbl-mariner", "azure linux"]
-        .iter()
-        .any(|distro| {
-            host.strip_prefix(distro).is_some_and(|rest| {
-                let mut words = rest.split(' ').filter(|w| !w.is_empty());
-                words.next().is_none_or(is_version)
-                    && words.next().is_none_or(|a| a == "x64" || a == "arm")
-                    && words.next().is_none()
-            })
-        })
+// ---------------------------------------------------------------------------------------------
+// The table file.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    versions: HashMap<String, HashMap<String, u32>>,
+    rule: Vec<RuleSpec>,
 }
 
-fn is_version(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    family: String,
+    #[serde(rename = "match")]
+    pattern: String,
+    out_of_scope: Option<String>,
+    #[serde(default)]
+    os: bool,
+    software: Option<String>,
+    build: Option<u32>,
+    versions: Option<String>,
+    default_version: Option<String>,
+    arch: Option<String>,
+    arch_default: Option<String>,
+    host: Option<String>,
+    line: Option<String>,
+    #[serde(default)]
+    line_alternatives: bool,
+    component: Option<String>,
+    servicing: Option<String>,
+    install: Option<String>,
+    track: Option<String>,
+    track_nt10: Option<String>,
+    #[serde(default)]
+    version_fixed: bool,
 }
 
-/// Rule 3's components. The host must itself be a Windows this module knows.
-fn component_on(component: &str, host_name: &str) -> Normalized {
-    let (software, version_line) = if let Some(v) = component.strip_prefix("internet explorer ") {
-        // "Internet Explorer 9 / 10 / 11 on …": one software, the version is the line.
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Normalized::Unmapped;
+struct Table {
+    versions: HashMap<String, HashMap<String, u32>>,
+    rules: Vec<Rule>,
+}
+
+enum Outcome {
+    OutOfScope(String),
+    Map {
+        software: String,
+        build: Option<u32>,
+        versions: Option<String>,
+        default_version: Option<String>,
+        arch: Option<Arch>,
+        arch_default: Option<Arch>,
+        host: Option<String>,
+        line: Option<String>,
+        line_alternatives: bool,
+        component: Option<String>,
+        servicing: Option<String>,
+        install: Option<String>,
+        track: Option<ProductTrack>,
+        track_nt10: Option<ProductTrack>,
+        version_fixed: bool,
+    },
+}
+
+struct Rule {
+    family: String,
+    os: bool,
+    regex: Regex,
+    outcome: Outcome,
+}
+
+/// The parsed table; the file is part of the source tree, so a broken one is a build defect
+/// that the `the_product_table_loads` test reports with the rule at fault.
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| match load(PRODUCTS_TOML) {
+        Ok(t) => t,
+        Err(e) => panic!("crates/catalog/data/products.toml: {e}"),
+    })
+}
+
+/// Parses and checks the table; the error names the rule (1-based, with its family).
+fn load(text: &str) -> Result<Table, String> {
+    let file: TableFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut rules = Vec::with_capacity(file.rule.len());
+    for (i, spec) in file.rule.into_iter().enumerate() {
+        let at = format!("rule {} ({})", i + 1, spec.family);
+        rules.push(compile_rule(spec, &file.versions).map_err(|e| format!("{at}: {e}"))?);
+    }
+    Ok(Table {
+        versions: file.versions,
+        rules,
+    })
+}
+
+fn compile_rule(
+    spec: RuleSpec,
+    versions: &HashMap<String, HashMap<String, u32>>,
+) -> Result<Rule, String> {
+    let regex = Regex::new(&format!("^(?:{})$", spec.pattern)).map_err(|e| e.to_string())?;
+    let has_group = |g: &str| regex.capture_names().flatten().any(|n| n == g);
+    let arch_of = |a: &Option<String>| -> Result<Option<Arch>, String> {
+        match a {
+            None => Ok(None),
+            Some(s) => arch_word(s)
+                .map(Some)
+                .ok_or_else(|| format!("'{s}' is not an architecture")),
         }
-        ("internet_explorer", Some(v.to_string()))
-    } else if component == "microsoft edge (edgehtml-based)" || component == "microsoft edge" {
-        // EdgeHTML, the legacy Edge serviced by Windows cumulative updates; older documents
-        // call it just "Microsoft Edge". MDE's id for it is `edge`.
-        ("edge", None)
-    } else {
-        // .NET, MSXML, VBScript, … on Windows: later work.
-        return Normalized::Unmapped;
     };
-    match windows(host_name) {
-        Some(Os::Windows { host, .. }) => Normalized::Mapped(ProductClass {
-            software: SoftwareId::microsoft(software),
-            version_line,
-            host: Some(host),
-            hotpatch: false,
-            version_fixed: false,
-        }),
-        Some(Os::OutOfScope(reason)) => Normalized::OutOfScope(reason),
-        None => Normalized::Unmapped,
-    }
-}
-
-enum Os {
-    Windows { host: HostOs, hotpatch: bool },
-    OutOfScope(&'static str),
-}
-
-/// Rule 4's grammar: one branch per Windows family, each matching the whole name.
-fn windows(name: &str) -> Option<Os> {
-    // "(Server Core installation)" is the same product without the GUI shell.
-    let (name, install_type) = match name.strip_suffix(" (server core installation)") {
-        Some(n) => (n, InstallType::ServerCore),
-        None => (name, InstallType::Full),
+    let track_of = |t: &Option<String>| -> Result<Option<ProductTrack>, String> {
+        match t {
+            None => Ok(None),
+            Some(s) => ProductTrack::parse(s)
+                .map(Some)
+                .ok_or_else(|| format!("'{s}' is not a track")),
+        }
     };
-    let os = |software: &str, build: u32, arch: Arch| {
-        Some(Os::Windows {
-            host: HostOs {
-                software: SoftwareId::microsoft(software),
-                build,
-                arch,
-                install_type,
-            },
-            hotpatch: false,
-        })
+    let outcome = match (spec.out_of_scope, spec.software) {
+        (Some(reason), None) => Outcome::OutOfScope(reason),
+        (None, Some(software)) => {
+            if let Some(v) = &spec.versions {
+                if !versions.contains_key(v) {
+                    return Err(format!("no [versions.{v}] table"));
+                }
+                if !has_group("version") && spec.default_version.is_none() {
+                    return Err("`versions` needs a `version` capture or `default_version`".into());
+                }
+            }
+            if spec.os {
+                if spec.build.is_none() && spec.versions.is_none() {
+                    return Err("an os rule needs `build` or `versions`".into());
+                }
+                if spec.arch.is_none() && spec.arch_default.is_none() && !has_group("arch") {
+                    return Err(
+                        "an os rule needs `arch`, `arch_default` or an `arch` capture".into(),
+                    );
+                }
+                if spec.host.is_some() {
+                    return Err("an os rule has no host".into());
+                }
+            }
+            if let Some(h) = &spec.host {
+                if !has_group(h) {
+                    return Err(format!("`host = \"{h}\"` names no capture of the regex"));
+                }
+            }
+            Outcome::Map {
+                software,
+                build: spec.build,
+                versions: spec.versions,
+                default_version: spec.default_version,
+                arch: arch_of(&spec.arch)?,
+                arch_default: arch_of(&spec.arch_default)?,
+                host: spec.host,
+                line: spec.line,
+                line_alternatives: spec.line_alternatives,
+                component: spec.component,
+                servicing: spec.servicing,
+                install: spec.install,
+                track: track_of(&spec.track)?,
+                track_nt10: track_of(&spec.track_nt10)?,
+                version_fixed: spec.version_fixed,
+            }
+        }
+        _ => return Err("exactly one of `out_of_scope` and `software` is required".into()),
     };
-
-    // Windows 10: "Windows 10 for x64-based Systems" (1507), "Windows 10 Version 1809 for
-    // 32-bit Systems". HoloLens builds are devices MDE does not onboard.
-    if let Some(rest) = name.strip_prefix("windows 10 ") {
-        if rest.ends_with(" for hololens") {
-            return Some(Os::OutOfScope("HoloLens (not an MDE platform)"));
-        }
-        let (version, arch) = version_for_arch(rest)?;
-        let build = lookup(WINDOWS_10, version.unwrap_or("1507"))?;
-        return os("windows_10", build, arch);
-    }
-
-    // Windows 11: as Windows 10; one 2026 product carries a stray " - extra" suffix, and
-    // 25H2 has an "ARM systems" duplicate of its ARM64 product.
-    if let Some(rest) = name.strip_prefix("windows 11 ") {
-        let rest = rest.strip_suffix(" - extra").unwrap_or(rest);
-        let (version, arch) = version_for_arch(rest)?;
-        let build = lookup(WINDOWS_11, version.unwrap_or("21h2"))?;
-        return os("windows_11", build, arch);
-    }
-
-    // Windows 7 SP1: "Windows 7 for 32-bit Systems Service Pack 1".
-    if let Some(rest) = name.strip_prefix("windows 7 ") {
-        let rest = rest.strip_suffix(" service pack 1").unwrap_or(rest);
-        let arch = for_arch(rest)?;
-        return os("windows_7", BUILD_7601, arch);
-    }
-
-    // Windows 8.1: "Windows 8.1 for x64-based systems".
-    if let Some(rest) = name.strip_prefix("windows 8.1 ") {
-        return os("windows_8.1", BUILD_9600, for_arch(rest)?);
-    }
-
-    // Windows RT 8.1 runs on 32-bit ARM, which the domain's Arch cannot express; Arm64 is
-    // the nearest, and RT is its own software so it never meets a real ARM64 machine.
-    if name == "windows rt 8.1" {
-        return os("windows_rt_8.1", BUILD_9600, Arch::Arm64);
-    }
-
-    // Windows Vista SP2: "Windows Vista Service Pack 2", "Windows Vista x64 Edition Service
-    // Pack 2" (2016–2017 documents).
-    match name {
-        "windows vista service pack 2" => return os("windows_vista", BUILD_VISTA_SP2, Arch::X86),
-        "windows vista x64 edition service pack 2" => {
-            return os("windows_vista", BUILD_VISTA_SP2, Arch::X64)
-        }
-        _ => {}
-    }
-
-    // Server 2008 R2 SP1: "Windows Server 2008 R2 for x64-based Systems Service Pack 1",
-    // also Itanium.
-    if let Some(rest) = name.strip_prefix("windows server 2008 r2 ") {
-        let rest = rest.strip_suffix(" service pack 1").unwrap_or(rest);
-        return os("windows_server_2008_r2", BUILD_7601, for_arch(rest)?);
-    }
-
-    // Server 2008 SP2: "Windows Server 2008 for 32-bit Systems Service Pack 2". Two 2016-May
-    // products omit the service pack; SP2 is the only 2008 level serviced in the archive.
-    if let Some(rest) = name.strip_prefix("windows server 2008 ") {
-        let rest = rest.strip_suffix(" service pack 2").unwrap_or(rest);
-        return os("windows_server_2008", BUILD_2008_SP2, for_arch(rest)?);
-    }
-
-    // Server 2022 23H2 (annual channel, Server Core only), as MSRC writes it: "Windows Server
-    // 2022, 23H2 Edition (Server Core installation)".
-    if name == "windows server 2022, 23h2 edition" {
-        return os("windows_server_23h2", 25398, Arch::X64);
-    }
-
-    // Semi-annual servers: "Windows Server, version 1903 (Server Core installation)".
-    if let Some(version) = name.strip_prefix("windows server, version ") {
-        let &(_, software, build) = SERVER_SEMI_ANNUAL.iter().find(|(v, _, _)| *v == version)?;
-        return os(software, build, Arch::X64);
-    }
-
-    // Datacenter: Azure Edition, the edition that can enrol in hotpatching: "Windows Server
-    // 2022 Datacenter: Azure Edition", with "(Hotpatch)" for the hotpatch-only product.
-    if let Some((server, edition)) = name.split_once(" datacenter") {
-        let edition = edition.trim_start_matches(':').trim();
-        let (edition, hotpatch) = match edition
-            .strip_suffix("(hotpatch)")
-            .or_else(|| edition.strip_suffix("hotpatch"))
-        {
-            Some(e) => (e.trim_end().trim_end_matches(['-', ',']).trim_end(), true),
-            None => (edition, false),
-        };
-        if edition != "azure edition" {
-            return None;
-        }
-        let &(_, software, build) = SERVER_BY_YEAR.iter().find(|(n, _, _)| *n == server)?;
-        return Some(Os::Windows {
-            host: HostOs {
-                software: SoftwareId::microsoft(software),
-                build,
-                arch: Arch::X64,
-                install_type,
-            },
-            hotpatch,
-        });
-    }
-
-    // Servers named by year: "Windows Server 2019", "Windows Server 2012 R2".
-    let &(_, software, build) = SERVER_BY_YEAR.iter().find(|(n, _, _)| *n == name)?;
-    os(software, build, Arch::X64)
+    Ok(Rule {
+        family: spec.family,
+        os: spec.os,
+        regex,
+        outcome,
+    })
 }
 
-/// "version 1809 for x64-based systems" → (Some("1809"), X64); "for 32-bit systems" →
-/// (None, X86).
-fn version_for_arch(rest: &str) -> Option<(Option<&str>, Arch)> {
-    match rest.strip_prefix("version ") {
-        Some(v) => {
-            let (version, arch) = v.split_once(" for ")?;
-            Some((Some(version), arch_of(arch)?))
-        }
-        None => Some((None, for_arch(rest)?)),
-    }
-}
-
-/// "for x64-based systems" → X64.
-fn for_arch(rest: &str) -> Option<Arch> {
-    arch_of(rest.strip_prefix("for ")?)
-}
-
-/// The architecture phrase without "for ": "x64-based systems", "32-bit systems",
-/// "arm64-based systems", "itanium-based systems", and 25H2's "arm systems" (Windows 11 has
-/// no 32-bit ARM build, so it is ARM64).
-fn arch_of(phrase: &str) -> Option<Arch> {
-    match phrase {
-        "32-bit systems" => Some(Arch::X86),
-        "x64-based systems" => Some(Arch::X64),
-        "arm64-based systems" | "arm systems" => Some(Arch::Arm64),
-        "itanium-based systems" => Some(Arch::Itanium),
+/// The architecture words of product names and of the table.
+fn arch_word(s: &str) -> Option<Arch> {
+    match s {
+        "32-bit" | "32" | "x86" => Some(Arch::X86),
+        "x64-based" | "64" | "x64" | "64-bit" => Some(Arch::X64),
+        "arm64-based" | "arm64" | "arm" => Some(Arch::Arm64),
+        "itanium-based" | "itanium" => Some(Arch::Itanium),
         _ => None,
     }
 }
 
-fn lookup(table: &[(&str, u32)], version: &str) -> Option<u32> {
-    table.iter().find(|(v, _)| *v == version).map(|&(_, b)| b)
+// ---------------------------------------------------------------------------------------------
+// Matching.
+// ---------------------------------------------------------------------------------------------
+
+/// An OS as a host or product.
+enum Os {
+    Windows {
+        host: HostOs,
+        hotpatch: bool,
+        track: Option<ProductTrack>,
+        family: &'static str,
+    },
+    OutOfScope(&'static str, &'static str),
+}
+
+impl Rule {
+    /// The classification when this rule matches the (canonical) name.
+    fn apply(&'static self, table: &'static Table, name: &str) -> Option<Classification> {
+        if self.os {
+            return match self.os_match(table, name)? {
+                Os::Windows {
+                    host,
+                    hotpatch,
+                    track,
+                    family,
+                } => Some(Classification {
+                    family,
+                    arch: Some(host.arch),
+                    normalized: Normalized::Mapped(ProductClass {
+                        software: host.software.clone(),
+                        version_line: None,
+                        host: Some(host),
+                        hotpatch,
+                        version_fixed: false,
+                    }),
+                    component: None,
+                    servicing: None,
+                    install: None,
+                    track: if hotpatch {
+                        Some(ProductTrack::Hotpatch)
+                    } else {
+                        track
+                    },
+                }),
+                Os::OutOfScope(family, reason) => Some(out_of_scope(family, reason)),
+            };
+        }
+        let caps = self.regex.captures(name)?;
+        let Outcome::Map {
+            software,
+            arch,
+            arch_default,
+            host,
+            line,
+            line_alternatives,
+            component,
+            servicing,
+            install,
+            track,
+            track_nt10,
+            version_fixed,
+            ..
+        } = &self.outcome
+        else {
+            return Some(out_of_scope(&self.family, self.reason()));
+        };
+        let unmapped = || Classification {
+            family: &self.family,
+            normalized: Normalized::Unmapped,
+            arch: None,
+            component: None,
+            servicing: None,
+            install: None,
+            track: None,
+        };
+        // A component names its host; the host must be a Windows the table knows, and a host
+        // out of scope puts the component out of scope with it.
+        let host_os = match host.as_deref().and_then(|h| caps.name(h)) {
+            None => None,
+            Some(h) => match os_of(table, h.as_str()) {
+                Some(Os::Windows { host, .. }) => Some(host),
+                Some(Os::OutOfScope(family, reason)) => return Some(out_of_scope(family, reason)),
+                None => return Some(unmapped()),
+            },
+        };
+        let Some(software) = software_id(&expand(software, &caps)) else {
+            return Some(unmapped());
+        };
+        let own_arch = arch
+            .or_else(|| caps.name("arch").and_then(|a| arch_word(a.as_str())))
+            .or(*arch_default);
+        let nt10 = host_os.as_ref().is_some_and(|h| h.build >= 10240);
+        let track = if nt10 { track_nt10.or(*track) } else { *track };
+        let version_line = line.as_ref().and_then(|l| {
+            let l = expand(l, &caps);
+            if *line_alternatives {
+                Some(
+                    l.split('/')
+                        .flat_map(|p| p.split(" and "))
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                )
+            } else {
+                Some(l)
+            }
+            .filter(|l| !l.is_empty())
+        });
+        let text = |t: &Option<String>| {
+            t.as_ref()
+                .map(|t| expand(t, &caps))
+                .filter(|t| !t.is_empty())
+        };
+        Some(Classification {
+            family: &self.family,
+            arch: host_os.as_ref().map(|h| h.arch).or(own_arch),
+            normalized: Normalized::Mapped(ProductClass {
+                software,
+                version_line,
+                host: host_os,
+                hotpatch: false,
+                version_fixed: *version_fixed,
+            }),
+            component: text(component),
+            servicing: text(servicing),
+            install: text(install),
+            track,
+        })
+    }
+
+    fn reason(&'static self) -> &'static str {
+        match &self.outcome {
+            Outcome::OutOfScope(r) => r,
+            Outcome::Map { .. } => "",
+        }
+    }
+
+    /// An `os` rule against a name: a trailing "(server core installation)" is the same OS
+    /// without the GUI shell.
+    fn os_match(&'static self, table: &Table, name: &str) -> Option<Os> {
+        let (name, install_type) = match name.strip_suffix(" (server core installation)") {
+            Some(n) => (n, InstallType::ServerCore),
+            None => (name, InstallType::Full),
+        };
+        let caps = self.regex.captures(name)?;
+        let Outcome::Map {
+            software,
+            build,
+            versions,
+            default_version,
+            arch,
+            arch_default,
+            track,
+            ..
+        } = &self.outcome
+        else {
+            return Some(Os::OutOfScope(&self.family, self.reason()));
+        };
+        let build = match build {
+            Some(b) => *b,
+            None => {
+                let version = caps
+                    .name("version")
+                    .map(|v| v.as_str())
+                    .or(default_version.as_deref())?;
+                *table.versions.get(versions.as_deref()?)?.get(version)?
+            }
+        };
+        let arch = match arch {
+            Some(a) => *a,
+            None => match caps.name("arch") {
+                Some(a) => arch_word(a.as_str())?,
+                None => (*arch_default)?,
+            },
+        };
+        Some(Os::Windows {
+            host: HostOs {
+                software: software_id(&expand(software, &caps))?,
+                build,
+                arch,
+                install_type,
+            },
+            hotpatch: caps.name("hotpatch").is_some(),
+            track: *track,
+            family: &self.family,
+        })
+    }
+}
+
+fn out_of_scope(family: &'static str, reason: &'static str) -> Classification {
+    Classification {
+        family,
+        normalized: Normalized::OutOfScope(reason),
+        arch: None,
+        component: None,
+        servicing: None,
+        install: None,
+        track: None,
+    }
+}
+
+/// The host of a component: only `os` rules apply.
+fn os_of(table: &'static Table, name: &str) -> Option<Os> {
+    table
+        .rules
+        .iter()
+        .filter(|r| r.os)
+        .find_map(|r| r.os_match(table, name))
+}
+
+/// `{capture}` replaced by the capture's text (empty when it did not participate), runs of
+/// spaces collapsed and the ends trimmed.
+fn expand(template: &str, caps: &Captures<'_>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                if let Some(m) = caps.name(&after[..close]) {
+                    out.push_str(m.as_str());
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `windows_10` → `microsoft-_-windows_10`; a value with its own vendor (`adobe-_-…`) is
+/// taken as it is.
+fn software_id(s: &str) -> Option<SoftwareId> {
+    if s.is_empty() {
+        None
+    } else if s.contains("-_-") {
+        SoftwareId::parse(&s.replace(' ', "_")).ok()
+    } else {
+        Some(SoftwareId::microsoft(s))
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +601,72 @@ mod tests {
 
     use Arch::*;
     use InstallType::*;
+
+    #[test]
+    fn the_product_table_loads() {
+        let t = match load(PRODUCTS_TOML) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(t.rules.len() > 80, "{} rules", t.rules.len());
+        assert!(families().contains(&"Windows 10"));
+    }
+
+    #[test]
+    fn a_broken_table_names_the_rule() {
+        let bad = r#"
+            [versions]
+            [[rule]]
+            family = "A"
+            match = 'a'
+            out_of_scope = "x"
+            [[rule]]
+            family = "B"
+            match = 'b('
+            software = "b"
+        "#;
+        let err = load(bad).err().unwrap_or_default();
+        assert!(err.starts_with("rule 2 (B): regex parse error"), "{err}");
+        let both = r#"
+            [versions]
+            [[rule]]
+            family = "C"
+            match = 'c'
+            out_of_scope = "x"
+            software = "c"
+        "#;
+        assert_eq!(
+            load(both).err().unwrap_or_default(),
+            "rule 1 (C): exactly one of `out_of_scope` and `software` is required"
+        );
+        let no_table = r#"
+            [versions]
+            [[rule]]
+            family = "D"
+            os = true
+            match = 'd (?P<version>\d+)'
+            software = "d"
+            versions = "nope"
+            arch = "x64"
+        "#;
+        assert_eq!(
+            load(no_table).err().unwrap_or_default(),
+            "rule 1 (D): no [versions.nope] table"
+        );
+    }
+
+    #[test]
+    fn templates_expand_and_collapse() {
+        let re = Regex::new(r"^(?P<a>\w+)(?: (?P<b>\w+))?$").unwrap_or_else(|e| panic!("{e}"));
+        let caps = re.captures("x").unwrap_or_else(|| panic!("no match"));
+        assert_eq!(expand("{a} {b} {c} z", &caps), "x z");
+        assert_eq!(expand("open {a", &caps), "open {a");
+        assert_eq!(
+            software_id("adobe-_-flash player").map(|s| s.to_string()),
+            Some("adobe-_-flash_player".into())
+        );
+        assert_eq!(software_id(""), None);
+    }
 
     #[test]
     fn one_example_per_windows_family() {
@@ -468,6 +744,10 @@ mod tests {
                 "Windows Vista x64 Edition Service Pack 2",
                 os("windows_vista", 6002, X64, Full),
             ),
+            (
+                "Windows Vista Service Pack 2",
+                os("windows_vista", 6002, X86, Full),
+            ),
         ];
         for (name, want) in cases {
             assert_eq!(&normalize(name), want, "{name}");
@@ -521,14 +801,19 @@ mod tests {
 
     #[test]
     fn hotpatch_products() {
-        let hot = |name: &str| match normalize(name) {
-            Normalized::Mapped(p) => Some((p.software.to_string(), p.hotpatch, p.host)),
+        let hot = |name: &str| match classify(name) {
+            Classification {
+                normalized: Normalized::Mapped(p),
+                track,
+                ..
+            } => Some((p.software.to_string(), p.hotpatch, p.host, track)),
             _ => None,
         };
         let want = Some((
             "microsoft-_-windows_server_2022".to_string(),
             true,
             Some(host("windows_server_2022", 20348, X64, Full)),
+            Some(ProductTrack::Hotpatch),
         ));
         assert_eq!(
             hot("Windows Server 2022 Datacenter: Azure Edition (Hotpatch)"),
@@ -544,6 +829,7 @@ mod tests {
                 "microsoft-_-windows_server_2022".to_string(),
                 false,
                 Some(host("windows_server_2022", 20348, X64, Full)),
+                Some(ProductTrack::Lcu),
             ))
         );
         assert_eq!(hot("Windows Server 2022 Datacenter: Some Edition"), None);
@@ -561,10 +847,11 @@ mod tests {
                 version_fixed: false,
             })
         );
+        let ie9 = classify(
+            "Internet Explorer 9 on Windows Server 2008 for 32-bit Systems Service Pack 2",
+        );
         assert_eq!(
-            normalize(
-                "Internet Explorer 9 on Windows Server 2008 for 32-bit Systems Service Pack 2"
-            ),
+            ie9.normalized,
             Normalized::Mapped(ProductClass {
                 software: SoftwareId::microsoft("internet_explorer"),
                 version_line: Some("9".into()),
@@ -573,6 +860,8 @@ mod tests {
                 version_fixed: false,
             })
         );
+        // Before Windows 10, IE had its own cumulative update; on Windows 10 it rides the LCU.
+        assert_eq!(ie9.track, Some(ProductTrack::IeCumulative));
         let edge = Normalized::Mapped(ProductClass {
             software: SoftwareId::microsoft("edge"),
             version_line: None,
@@ -590,8 +879,10 @@ mod tests {
             normalize("Microsoft Edge on Windows 10 Version 1909 for x64-based Systems"),
             edge
         );
+        let ie_core =
+            classify("Internet Explorer 11 on Windows Server 2016  (Server Core installation)");
         assert_eq!(
-            normalize("Internet Explorer 11 on Windows Server 2016  (Server Core installation)"),
+            ie_core.normalized,
             Normalized::Mapped(ProductClass {
                 software: SoftwareId::microsoft("internet_explorer"),
                 version_line: Some("11".into()),
@@ -600,6 +891,7 @@ mod tests {
                 version_fixed: false,
             })
         );
+        assert_eq!(ie_core.track, Some(ProductTrack::Lcu));
     }
 
     #[test]
@@ -629,6 +921,7 @@ mod tests {
             "zip-3.0-5.cm1.aarch64.rpm on CBL Mariner 1.0 ARM",
             "CBL Mariner 1.0 x64",
             "Azure Linux 3.0 ARM",
+            ".NET 8.0 installed on Linux",
         ] {
             assert_eq!(
                 normalize(name),
@@ -651,20 +944,30 @@ mod tests {
     }
 
     #[test]
-    fn everything_else_is_unmapped() {
+    fn what_no_rule_matches_is_unmapped() {
         for name in [
-            "Microsoft Office 2019 for 32-bit editions",
-            "Microsoft .NET Framework 4.8 on Windows 10 Version 22H2 for x64-based Systems",
-            "Windows 10 HLK Version 22H2",
-            "Windows Terminal for Windows 10",
             "Windows 10 Version 9999 for x64-based Systems",
             "Windows 10 Version 22H2 for RISC-V Systems",
-            "Internet Explorer 11 on Windows 95",
             "Windows Server 2003",
-            "Azure Linux Guest Agent",
+            "Contoso Widget 7",
             "",
         ] {
-            assert_eq!(normalize(name), Normalized::Unmapped, "{name}");
+            let c = classify(name);
+            assert!(
+                c.normalized == Normalized::Unmapped
+                    || matches!(c.normalized, Normalized::OutOfScope(_)),
+                "{name}: {c:?}"
+            );
         }
+        assert_eq!(classify("Contoso Widget 7").family, UNMAPPED_FAMILY);
+        assert_eq!(classify("").normalized, Normalized::Unmapped);
+        // A component on a Windows the table does not know is unmapped, under its family.
+        let ie = classify("Internet Explorer 11 on Windows 95");
+        assert_eq!(
+            (ie.family, ie.normalized),
+            ("Internet Explorer", Normalized::Unmapped)
+        );
+        let v = classify("Windows 10 Version 9999 for x64-based Systems");
+        assert_eq!(v.normalized, Normalized::Unmapped);
     }
 }

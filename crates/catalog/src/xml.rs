@@ -8,7 +8,7 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use crate::document::{parse_date, DocumentParts, KbRemediation};
+use crate::document::{parse_date, DocumentParts, KbRemediation, Products};
 use crate::error::ParseError;
 
 /// The elements that matter, by local name: MSRC's prefixes (`cvrf:`, `prod:`, `vuln:`) are
@@ -121,7 +121,16 @@ struct State<'a> {
     parts: DocumentParts,
 }
 
+#[cfg(test)]
 pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<CvrfDocument, ParseError> {
+    parse_full(bytes, origin).map(|(d, _)| d)
+}
+
+/// The document and its product list.
+pub(crate) fn parse_full(
+    bytes: &[u8],
+    origin: &str,
+) -> Result<(CvrfDocument, Products), ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::XmlAt {
         origin: origin.to_string(),
         line: line_of(bytes, e.valid_up_to() as u64),
@@ -180,7 +189,7 @@ pub(crate) fn parse(bytes: &[u8], origin: &str) -> Result<CvrfDocument, ParseErr
     if !st.root_seen {
         return Err(st.error_at(0, "no root element".to_string()));
     }
-    st.parts.finish(origin)
+    st.parts.finish_with_products(origin)
 }
 
 impl State<'_> {

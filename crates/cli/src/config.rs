@@ -1,12 +1,15 @@
 //! kbgap's configuration: one typed struct resolved from flags, `KBGAP_…` environment
 //! variables and an optional TOML file (in that order of precedence), validated at start-up.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kbgap_api::ApiConfig;
+use kbgap_api::ratelimit::Quota;
+use kbgap_api::{ApiConfig, RateLimits};
+use kbgap_auth::JwksLocation;
 use kbgap_service::Retention;
 use serde::Deserialize;
 
@@ -19,6 +22,28 @@ pub struct FileConfig {
     pub server: ServerFile,
     #[serde(default)]
     pub auth: AuthFile,
+    #[serde(default)]
+    pub rate_limits: RateLimitsFile,
+}
+
+/// `[rate_limits]`: per (route template, tenant, client app), and failed authentications per
+/// client address (api-contract.md §4).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsFile {
+    pub per_minute: Option<u64>,
+    pub per_hour: Option<u64>,
+    pub auth_failures_per_minute: Option<u64>,
+    /// Overrides by route template, e.g. `"/api/Software/{id}/getmissingkbs"`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteLimitFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimitFile {
+    pub per_minute: Option<u64>,
+    pub per_hour: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,14 +57,25 @@ pub struct ServerFile {
     pub body_limit_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub sweep_interval_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_read_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthFile {
-    /// `development` (the server is its own issuer) or `jwks-file`.
+    /// `development` (the server is its own issuer), `oidc` or `jwks-file`.
     pub mode: Option<AuthMode>,
     pub jwks_file: Option<PathBuf>,
+    /// Mode `oidc`: the JWKS URL of the issuers in `issuers`.
+    pub jwks_url: Option<String>,
+    /// Mode `oidc`: the discovery document of the issuers in `issuers`.
+    pub discovery_url: Option<String>,
+    /// Mode `oidc`: several identity providers, each verified only with its own keys.
+    pub providers: Option<Vec<ProviderFile>>,
+    /// Validated tokens remembered (0 disables the cache).
+    pub token_cache_entries: Option<usize>,
     pub issuers: Option<Vec<String>>,
     pub audiences: Option<Vec<String>>,
     pub allowed_tenants: Option<Vec<String>>,
@@ -47,14 +83,35 @@ pub struct AuthFile {
     pub force_dev_issuer: Option<bool>,
 }
 
+/// One identity provider of `[[auth.providers]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// Issuer templates (`{tid}` is the token's tenant) whose tokens these keys verify.
+    pub issuers: Vec<String>,
+    pub discovery_url: Option<String>,
+    pub jwks_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
     /// kbgap signs its own tokens (`kbgap token`); loopback addresses only unless forced.
     Development,
+    /// Tokens of real identity providers, keys from OpenID discovery or a JWKS URL, cached and
+    /// refreshed (Azure AD by default).
+    Oidc,
     /// Tokens of a real identity provider, verified with the keys of a JWKS file.
     JwksFile,
 }
+
+/// Azure AD's key sets: v1.0 tokens (`sts.windows.net`) and v2.0 tokens, each issuer bound to
+/// its own set.
+pub const AZURE_V1_ISSUER: &str = "https://sts.windows.net/{tid}/";
+pub const AZURE_V1_JWKS: &str = "https://login.microsoftonline.com/common/discovery/keys";
+pub const AZURE_V2_ISSUER: &str = "https://login.microsoftonline.com/{tid}/v2.0";
+pub const AZURE_V2_DISCOVERY: &str =
+    "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration";
 
 /// Loads the configuration file, if one is named.
 pub fn load_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -102,6 +159,50 @@ pub struct ServerFlags {
     /// Run the development issuer on a non-loopback address anyway.
     #[arg(long, env = "KBGAP_FORCE_DEV_ISSUER")]
     pub force_dev_issuer: bool,
+    /// Accepted issuer template, `{tid}` standing for the token's tenant (repeatable; auth mode
+    /// oidc or jwks-file). Without --jwks-url or --discovery-url, an issuer without `{tid}` is
+    /// discovered at {issuer}/.well-known/openid-configuration.
+    #[arg(long = "issuer", env = "KBGAP_ISSUERS", value_delimiter = ',')]
+    pub issuers: Vec<String>,
+    /// JWKS URL of the issuers (auth mode oidc).
+    #[arg(long, env = "KBGAP_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// OpenID discovery document of the issuers (auth mode oidc).
+    #[arg(long, env = "KBGAP_DISCOVERY_URL")]
+    pub discovery_url: Option<String>,
+    /// Accepted audience (repeatable); default: MDE's.
+    #[arg(long = "audience", env = "KBGAP_AUDIENCES", value_delimiter = ',')]
+    pub audiences: Vec<String>,
+    /// Only these tenants are accepted (repeatable); default: any.
+    #[arg(
+        long = "allowed-tenant",
+        env = "KBGAP_ALLOWED_TENANTS",
+        value_delimiter = ','
+    )]
+    pub allowed_tenants: Vec<String>,
+    /// Calls per minute per (route, tenant, client app) [default: 100].
+    #[arg(long, env = "KBGAP_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u64>,
+    /// Calls per hour per (route, tenant, client app) [default: 1500].
+    #[arg(long, env = "KBGAP_RATE_LIMIT_PER_HOUR")]
+    pub rate_limit_per_hour: Option<u64>,
+    /// Per-route limit, ROUTE=PER_MINUTE/PER_HOUR, e.g.
+    /// '/api/Software/{id}/getmissingkbs=50/1000' (repeatable).
+    #[arg(
+        long = "route-rate-limit",
+        env = "KBGAP_ROUTE_RATE_LIMITS",
+        value_delimiter = ','
+    )]
+    pub route_rate_limits: Vec<String>,
+    /// Failed authentications per client address and minute [default: 60].
+    #[arg(long, env = "KBGAP_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u64>,
+    /// Connections served at once [default: 1024].
+    #[arg(long, env = "KBGAP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request head apart from Authorization, in bytes [default: 65536].
+    #[arg(long, env = "KBGAP_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
 }
 
 /// Authentication settings after resolution.
@@ -109,6 +210,9 @@ pub struct ServerFlags {
 pub struct AuthSettings {
     pub mode: AuthMode,
     pub jwks_file: Option<PathBuf>,
+    /// Mode `oidc`: each provider's issuer templates and where its keys are.
+    pub providers: Vec<(Vec<String>, JwksLocation)>,
+    pub token_cache_entries: usize,
     pub issuers: Option<Vec<String>>,
     pub audiences: Option<Vec<String>>,
     pub allowed_tenants: Option<Vec<String>>,
@@ -116,20 +220,162 @@ pub struct AuthSettings {
     pub force_dev_issuer: bool,
 }
 
+fn non_empty(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+/// Where each issuer's keys are, for auth mode `oidc`.
+fn oidc_providers(
+    flags: &ServerFlags,
+    file: &AuthFile,
+    issuers: Option<&Vec<String>>,
+) -> anyhow::Result<Vec<(Vec<String>, JwksLocation)>> {
+    let location = |jwks: Option<&String>, discovery: Option<&String>| match (jwks, discovery) {
+        (Some(_), Some(_)) => bail!("give either a JWKS URL or a discovery URL, not both"),
+        (Some(j), None) => Ok(Some(JwksLocation::Jwks(j.clone()))),
+        (None, Some(d)) => Ok(Some(JwksLocation::Discovery(d.clone()))),
+        (None, None) => Ok(None),
+    };
+    let per_issuer = |issuers: &[String], loc: Option<JwksLocation>| {
+        if let Some(loc) = loc {
+            return Ok(vec![(issuers.to_vec(), loc)]);
+        }
+        issuers
+            .iter()
+            .map(|i| {
+                if i.contains("{tid}") {
+                    bail!(
+                        "issuer template {i} names no single discovery document: give a JWKS \
+                         URL (--jwks-url) or a discovery URL (--discovery-url)"
+                    );
+                }
+                Ok((vec![i.clone()], JwksLocation::discovery_for_issuer(i)))
+            })
+            .collect()
+    };
+    let flag_location = location(flags.jwks_url.as_ref(), flags.discovery_url.as_ref())?;
+    let mut out = Vec::new();
+    if let (Some(list), None, true) = (&file.providers, &flag_location, flags.issuers.is_empty()) {
+        for (n, p) in list.iter().enumerate() {
+            if p.issuers.is_empty() {
+                bail!("auth.providers[{n}] has no issuers");
+            }
+            let loc = location(p.jwks_url.as_ref(), p.discovery_url.as_ref())
+                .with_context(|| format!("auth.providers[{n}]"))?;
+            out.extend(per_issuer(&p.issuers, loc)?);
+        }
+    } else {
+        let loc = match flag_location {
+            Some(l) => Some(l),
+            None => location(file.jwks_url.as_ref(), file.discovery_url.as_ref())?,
+        };
+        match (issuers, loc) {
+            (Some(i), loc) => out.extend(per_issuer(i, loc)?),
+            (None, Some(loc)) => out.push((
+                vec![AZURE_V1_ISSUER.to_string(), AZURE_V2_ISSUER.to_string()],
+                loc,
+            )),
+            (None, None) => {
+                out.push((
+                    vec![AZURE_V1_ISSUER.to_string()],
+                    JwksLocation::Jwks(AZURE_V1_JWKS.to_string()),
+                ));
+                out.push((
+                    vec![AZURE_V2_ISSUER.to_string()],
+                    JwksLocation::Discovery(AZURE_V2_DISCOVERY.to_string()),
+                ));
+            }
+        }
+    }
+    for (_, loc) in &out {
+        kbgap_auth::check_url(loc.url())?;
+    }
+    Ok(out)
+}
+
 pub fn auth_settings(flags: &ServerFlags, file: &FileConfig) -> AuthSettings {
     let f = &file.auth;
+    let issuers = non_empty(&flags.issuers).or_else(|| f.issuers.clone());
+    let mode = flags.auth_mode.or(f.mode).unwrap_or(AuthMode::Development);
     AuthSettings {
-        mode: flags.auth_mode.or(f.mode).unwrap_or(AuthMode::Development),
+        mode,
         jwks_file: flags.jwks_file.clone().or_else(|| f.jwks_file.clone()),
-        issuers: f.issuers.clone(),
-        audiences: f.audiences.clone(),
-        allowed_tenants: f.allowed_tenants.clone(),
+        // Resolved (and its errors reported) by `oidc_settings`; empty for other modes.
+        providers: Vec::new(),
+        token_cache_entries: f
+            .token_cache_entries
+            .unwrap_or(kbgap_auth::DEFAULT_TOKEN_CACHE_ENTRIES),
+        issuers,
+        audiences: non_empty(&flags.audiences).or_else(|| f.audiences.clone()),
+        allowed_tenants: non_empty(&flags.allowed_tenants).or_else(|| f.allowed_tenants.clone()),
         dev_issuer: f
             .dev_issuer
             .clone()
             .unwrap_or_else(|| kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()),
         force_dev_issuer: flags.force_dev_issuer || f.force_dev_issuer.unwrap_or(false),
     }
+}
+
+/// [`auth_settings`] with the identity providers of auth mode `oidc` resolved and checked.
+pub fn oidc_settings(flags: &ServerFlags, file: &FileConfig) -> anyhow::Result<AuthSettings> {
+    let mut a = auth_settings(flags, file);
+    if a.mode == AuthMode::Oidc {
+        a.providers = oidc_providers(flags, &file.auth, a.issuers.as_ref())
+            .context("authentication settings (auth mode oidc)")?;
+    }
+    Ok(a)
+}
+
+fn quota(per_minute: u64, per_hour: u64, what: &str) -> anyhow::Result<Quota> {
+    Quota::per_minute_and_hour(per_minute, per_hour)
+        .with_context(|| format!("{what}: {per_minute} per minute, {per_hour} per hour"))
+}
+
+/// Parses `ROUTE=PER_MINUTE/PER_HOUR`.
+fn route_limit(spec: &str) -> anyhow::Result<(String, Quota)> {
+    let parsed = spec.rsplit_once('=').and_then(|(route, nums)| {
+        let (m, h) = nums.split_once('/')?;
+        Some((route, m.trim().parse().ok()?, h.trim().parse().ok()?))
+    });
+    let Some((route, m, h)) = parsed.filter(|(r, _, _)| r.starts_with('/')) else {
+        bail!("--route-rate-limit '{spec}' is not ROUTE=PER_MINUTE/PER_HOUR, e.g. '/api/Software/{{id}}/getmissingkbs=50/1000'");
+    };
+    Ok((route.to_string(), quota(m, h, route)?))
+}
+
+fn rate_limits(flags: &ServerFlags, file: &RateLimitsFile) -> anyhow::Result<RateLimits> {
+    let mut limits = RateLimits::default();
+    let per_minute = flags
+        .rate_limit_per_minute
+        .or(file.per_minute)
+        .unwrap_or(100);
+    let per_hour = flags.rate_limit_per_hour.or(file.per_hour).unwrap_or(1500);
+    limits.default = quota(per_minute, per_hour, "rate limit")?;
+    for (route, r) in &file.routes {
+        if !route.starts_with('/') {
+            bail!("rate_limits.routes: '{route}' is not a route template such as /api/Software/{{id}}/getmissingkbs");
+        }
+        let q = quota(
+            r.per_minute.unwrap_or(per_minute),
+            r.per_hour.unwrap_or(per_hour),
+            route,
+        )?;
+        limits.routes.push((route.clone(), q));
+    }
+    for spec in &flags.route_rate_limits {
+        let (route, q) = route_limit(spec)?;
+        limits.routes.retain(|(r, _)| r != &route);
+        limits.routes.push((route, q));
+    }
+    let failures = flags
+        .auth_failures_per_minute
+        .or(file.auth_failures_per_minute)
+        .unwrap_or(kbgap_api::security::DEFAULT_AUTH_FAILURES_PER_MINUTE);
+    if failures == 0 {
+        bail!("auth_failures_per_minute must be at least 1");
+    }
+    limits.auth_failures = Quota::per_minute(failures);
+    Ok(limits)
 }
 
 /// Resolves and validates the server configuration.
@@ -173,6 +419,193 @@ pub fn api_config(flags: &ServerFlags, file: &FileConfig) -> anyhow::Result<ApiC
     if let Some(n) = s.sweep_interval_secs {
         c.sweep_interval = Duration::from_secs(n.max(1));
     }
+    c.rate_limits = rate_limits(flags, &file.rate_limits)?;
+    if let Some(n) = flags.max_connections.or(s.max_connections) {
+        if n == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        c.connections.max_connections = n;
+    }
+    if let Some(n) = flags.max_header_bytes.or(s.max_header_bytes) {
+        if n < 1024 {
+            bail!("max_header_bytes must be at least 1024, not {n}");
+        }
+        c.connections.max_header_bytes = n;
+    }
+    if let Some(n) = s.header_read_timeout_secs {
+        c.connections.header_read_timeout = Duration::from_secs(n.max(1));
+    }
     c.dev_issuer_template = auth_settings(flags, file).dev_issuer;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc(flags: ServerFlags, file: &str) -> anyhow::Result<AuthSettings> {
+        let file: FileConfig = toml::from_str(file)?;
+        oidc_settings(
+            &ServerFlags {
+                auth_mode: Some(AuthMode::Oidc),
+                ..flags
+            },
+            &file,
+        )
+    }
+
+    fn locations(a: &AuthSettings) -> Vec<(Vec<String>, JwksLocation)> {
+        a.providers.clone()
+    }
+
+    #[test]
+    fn oidc_defaults_to_azure_ad_with_each_issuer_bound_to_its_keys() {
+        let a = oidc(ServerFlags::default(), "").unwrap();
+        assert_eq!(
+            locations(&a),
+            vec![
+                (
+                    vec![AZURE_V1_ISSUER.to_string()],
+                    JwksLocation::Jwks(AZURE_V1_JWKS.to_string())
+                ),
+                (
+                    vec![AZURE_V2_ISSUER.to_string()],
+                    JwksLocation::Discovery(AZURE_V2_DISCOVERY.to_string())
+                ),
+            ]
+        );
+        assert_eq!(a.token_cache_entries, 10_000);
+    }
+
+    #[test]
+    fn oidc_issuers_urls_and_providers() {
+        // A concrete issuer is discovered at its well-known address.
+        let a = oidc(
+            ServerFlags {
+                issuers: vec!["https://idp.contoso.com/realms/x".into()],
+                ..ServerFlags::default()
+            },
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            locations(&a),
+            vec![(
+                vec!["https://idp.contoso.com/realms/x".to_string()],
+                JwksLocation::Discovery(
+                    "https://idp.contoso.com/realms/x/.well-known/openid-configuration".into()
+                )
+            )]
+        );
+        // A template needs a URL.
+        let e = oidc(
+            ServerFlags {
+                issuers: vec!["https://idp.contoso.com/{tid}/".into()],
+                ..ServerFlags::default()
+            },
+            "",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("--jwks-url"), "{e:#}");
+        let a = oidc(
+            ServerFlags {
+                issuers: vec!["https://idp.contoso.com/{tid}/".into()],
+                jwks_url: Some("https://idp.contoso.com/keys".into()),
+                ..ServerFlags::default()
+            },
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            locations(&a),
+            vec![(
+                vec!["https://idp.contoso.com/{tid}/".to_string()],
+                JwksLocation::Jwks("https://idp.contoso.com/keys".into())
+            )]
+        );
+        // Several providers from the file.
+        let a = oidc(
+            ServerFlags::default(),
+            r#"
+            [[auth.providers]]
+            issuers = ["https://sts.windows.net/{tid}/"]
+            jwks_url = "https://login.microsoftonline.com/common/discovery/keys"
+            [[auth.providers]]
+            issuers = ["https://keycloak.contoso.com/realms/mde"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(a.providers.len(), 2);
+        assert_eq!(
+            a.providers[1].1,
+            JwksLocation::Discovery(
+                "https://keycloak.contoso.com/realms/mde/.well-known/openid-configuration".into()
+            )
+        );
+        // Plain http only to loopback.
+        let e = oidc(
+            ServerFlags {
+                jwks_url: Some("http://idp.contoso.com/keys".into()),
+                ..ServerFlags::default()
+            },
+            "",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("not an https URL"), "{e:#}");
+        let e = oidc(
+            ServerFlags {
+                jwks_url: Some("https://a/keys".into()),
+                discovery_url: Some("https://a/.well-known/openid-configuration".into()),
+                ..ServerFlags::default()
+            },
+            "",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("not both"), "{e:#}");
+    }
+
+    #[test]
+    fn rate_limits_from_flags_and_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [rate_limits]
+            per_minute = 50
+            auth_failures_per_minute = 20
+            [rate_limits.routes."/api/inventory/machines"]
+            per_minute = 5
+            "#,
+        )
+        .unwrap();
+        let flags = ServerFlags {
+            rate_limit_per_hour: Some(900),
+            route_rate_limits: vec!["/api/Software/{id}/getmissingkbs=5/100".into()],
+            max_connections: Some(64),
+            ..ServerFlags::default()
+        };
+        let c = api_config(&flags, &file).unwrap();
+        let q = |m, h| Quota::per_minute_and_hour(m, h).unwrap();
+        assert_eq!(c.rate_limits.default, q(50, 900));
+        assert_eq!(
+            c.rate_limits.quota_for("/api/inventory/machines"),
+            &q(5, 900)
+        );
+        assert_eq!(
+            c.rate_limits.quota_for("/api/Software/{id}/getmissingkbs"),
+            &q(5, 100)
+        );
+        assert_eq!(c.rate_limits.auth_failures, Quota::per_minute(20));
+        assert_eq!(c.connections.max_connections, 64);
+        assert_eq!(c.connections.max_header_bytes, 64 * 1024);
+        for bad in ["/x=5", "x=5/6", "/x=a/b", "/x=0/5"] {
+            let flags = ServerFlags {
+                route_rate_limits: vec![bad.into()],
+                ..ServerFlags::default()
+            };
+            assert!(api_config(&flags, &FileConfig::default()).is_err(), "{bad}");
+        }
+        // MDE's defaults when nothing is said.
+        let c = api_config(&ServerFlags::default(), &FileConfig::default()).unwrap();
+        assert_eq!(c.rate_limits.default, q(100, 1500));
+        assert_eq!(c.rate_limits.auth_failures, Quota::per_minute(60));
+    }
 }

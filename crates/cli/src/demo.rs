@@ -67,6 +67,7 @@ pub fn fleet(catalog: &Catalog, now: OffsetDateTime) -> Vec<Snapshot> {
                     software: Vec::new(),
                     installed_kbs: Vec::new(),
                     installed_kbs_complete: false,
+                    installed_kbs_sources: Vec::new(),
                     pending_restart_kbs: Vec::new(),
                     device_group: Some("Demo".into()),
                 });

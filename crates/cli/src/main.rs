@@ -62,6 +62,9 @@ enum Command {
     /// Import machine inventory.
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    /// Explain why each KB is or is not missing on a stored machine, or list the machines
+    /// kbgap cannot decide for a software.
+    Explain(commands::explain::ExplainArgs),
     /// Print a development token signed by this kbgap's development issuer.
     Token(TokenArgs),
     /// Set up everything and serve: import the catalog, load a demo fleet, print a token and a
@@ -123,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Catalog(cmd) => commands::catalog::run(cmd, &data_dir),
         Command::Inventory(cmd) => commands::inventory::run(cmd, &data_dir),
+        Command::Explain(args) => commands::explain::run(&args, &data_dir),
         Command::Token(args) => commands::token::run(&args, &data_dir, &file),
         Command::Quickstart(args) => commands::quickstart::quickstart(&data_dir, &file, args),
     }

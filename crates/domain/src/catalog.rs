@@ -2,7 +2,7 @@
 //! fixed revisions, release documents, supersedence chains and repairs, ready for evaluation.
 //! Immutable once built; a new import builds a new one.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use time::Date;
@@ -58,15 +58,31 @@ impl Track {
         if class.hotpatch || st.contains("hotpatch") {
             return Track::Hotpatch;
         }
-        match st.as_str() {
-            "securityonly" => Track::SecurityOnly,
-            "monthlyrollup" | "iecumulative" => Track::Cumulative,
-            _ => match &class.host {
-                // From Windows 10 on, every Windows security update is the cumulative LCU,
-                // and components that ship inside the OS (IE, EdgeHTML) ride on it.
-                Some(host) if host.build >= 10240 => Track::Cumulative,
-                _ => Track::Standalone,
-            },
+        if st.contains("securityonly") {
+            return Track::SecurityOnly;
+        }
+        // "Servicing Stack Update", "Setup DU", "Standalone", "Alternate Cumulative" and the
+        // like are never the month's rollup: keeping them out of the chain keeps them from
+        // superseding it (a servicing-stack update can carry a higher revision than the LCU).
+        const NOT_ROLLUPS: [&str; 6] = [
+            "servicingstack",
+            "setupdu",
+            "standalone",
+            "alternate",
+            "other",
+            "updatehistory",
+        ];
+        if NOT_ROLLUPS.iter().any(|n| st.contains(n)) {
+            return Track::Standalone;
+        }
+        if st.contains("monthlyrollup") || st.contains("iecumulative") || st.contains("previewrollup") {
+            return Track::Cumulative;
+        }
+        match &class.host {
+            // From Windows 10 on, every Windows security update is the cumulative LCU,
+            // and components that ship inside the OS (IE, EdgeHTML) ride on it.
+            Some(host) if host.build >= 10240 => Track::Cumulative,
+            _ => Track::Standalone,
         }
     }
 }
@@ -88,6 +104,13 @@ pub struct Entry {
     pub cves: Vec<u32>,
     /// A data error in MSRC's feed makes this entry inapplicable (see `repairs`).
     pub wrong_branch: bool,
+    /// A cumulative update of a month in which the same product also got a hotpatch:
+    /// hotpatch-enrolled machines take the hotpatch instead.
+    pub replaced_by_hotpatch: bool,
+    /// A standalone OS update of a cumulative branch (servicing stack, Secure Boot): not a
+    /// rollup, but every later rollup of the branch supersedes it (Windows Update installs it
+    /// as their prerequisite).
+    pub below_rollups: bool,
 }
 
 /// A defect in Microsoft's feed that the catalog works around.
@@ -104,6 +127,12 @@ pub struct Repair {
 pub enum RepairKind {
     /// Every FixedBuild lies on another servicing branch than the product's own.
     WrongBranchFixedBuild,
+    /// A cumulative update lists some versions of a servicing branch but omits a sibling
+    /// version that the updates before and after it list: it applies through the branch.
+    SiblingOmitted,
+    /// A cumulative update's `Supercedence` does not name its predecessor in the chain (empty,
+    /// or skipping a month): the implied cumulative order supplies the link.
+    ChainLinkMissing,
 }
 
 /// The chains and closures of supersedence are kept per software and architecture.
@@ -118,17 +147,28 @@ struct ChainKey {
     arch: Arch,
 }
 
+/// The entries of one software, indexed the way evaluation looks them up.
+#[derive(Debug, Default)]
+struct SoftwareEntries {
+    all: Vec<usize>,
+    /// Entries for products on a Windows host, by the host's branch and architecture.
+    hosted: HashMap<(Branch, Arch), Vec<usize>>,
+    /// Entries for products named without a host (Office, SQL Server, …).
+    hostless: Vec<usize>,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     kbs: HashMap<KbId, KbInfo>,
     entries: Vec<Entry>,
-    by_software: HashMap<SoftwareId, Vec<usize>>,
+    by_software: HashMap<SoftwareId, SoftwareEntries>,
     cve_names: Vec<String>,
     cve_addressed: HashMap<(SoftwareId, KbId), u32>,
     /// MSRC's own `Supercedence` edges, newer → older.
     msrc_edges: HashMap<Scope, HashMap<KbId, Vec<KbId>>>,
-    /// Cumulative chains, oldest first.
-    chains: Vec<Vec<KbId>>,
+    /// Cumulative chains, oldest first; `true` marks a rollup, which supersedes everything
+    /// before it, `false` a standalone update that only later rollups supersede.
+    chains: Vec<Vec<(KbId, bool)>>,
     /// For each KB of a scope, the chains it sits in and its position there.
     chain_positions: HashMap<Scope, HashMap<KbId, Vec<(usize, usize)>>>,
     /// Highest cumulative revision per (host OS, branch).
@@ -291,6 +331,8 @@ impl Catalog {
                 supersedes: a.supersedes,
                 cves: a.cves.into_iter().collect(),
                 wrong_branch,
+                replaced_by_hotpatch: false,
+                below_rollups: false,
             });
         }
 
@@ -323,14 +365,38 @@ impl Catalog {
             });
         }
 
-        let mut by_software: HashMap<SoftwareId, Vec<usize>> = HashMap::new();
+        // A product that got a hotpatch in a month: its cumulative update of that month is the
+        // alternative that enrolled machines do not take.
+        let release_doc = |kb: KbId| kbs.get(&kb).map(|k| k.document_id.clone());
+        let hotpatch_months: HashSet<(String, String)> = entries
+            .iter()
+            .filter(|e| e.track == Track::Hotpatch)
+            .filter_map(|e| Some((e.product_name.clone(), release_doc(e.kb)?)))
+            .collect();
+        for e in entries.iter_mut() {
+            e.replaced_by_hotpatch = e.track == Track::Cumulative
+                && release_doc(e.kb)
+                    .is_some_and(|d| hotpatch_months.contains(&(e.product_name.clone(), d)));
+        }
+
+        demote_non_rollups(&mut entries, &kbs);
+
+        let mut by_software: HashMap<SoftwareId, SoftwareEntries> = HashMap::new();
         let mut msrc_edges: HashMap<Scope, HashMap<KbId, Vec<KbId>>> = HashMap::new();
-        let mut chain_members: HashMap<ChainKey, Vec<(Date, u32, KbId)>> = HashMap::new();
+        let mut chain_members: HashMap<ChainKey, Vec<(Date, u32, KbId, bool)>> = HashMap::new();
+        // The versions (host builds) each cumulative update lists within its chain.
+        let mut listed: HashMap<(ChainKey, KbId), BTreeSet<u32>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
-            by_software
-                .entry(e.class.software.clone())
-                .or_default()
-                .push(i);
+            let index = by_software.entry(e.class.software.clone()).or_default();
+            index.all.push(i);
+            match &e.class.host {
+                Some(h) => index
+                    .hosted
+                    .entry((Branch::of(h.build), h.arch))
+                    .or_default()
+                    .push(i),
+                None => index.hostless.push(i),
+            }
             let Some(host) = &e.class.host else { continue };
             let scope = (e.class.software.clone(), host.arch);
             if !e.supersedes.is_empty() {
@@ -345,23 +411,34 @@ impl Catalog {
                     }
                 }
             }
-            if e.track == Track::Cumulative && !e.wrong_branch {
+            let rollup = e.track == Track::Cumulative;
+            if (rollup || e.below_rollups) && !e.wrong_branch {
                 let date = kbs.get(&e.kb).map(|k| k.release_date).unwrap_or(Date::MIN);
-                chain_members
-                    .entry(ChainKey {
-                        software: e.class.software.clone(),
-                        host: host.software.clone(),
-                        branch: Branch::of(host.build),
-                        arch: host.arch,
-                    })
-                    .or_default()
-                    .push((date, e.fixed_revision.unwrap_or(0), e.kb));
+                let key = ChainKey {
+                    software: e.class.software.clone(),
+                    host: host.software.clone(),
+                    branch: Branch::of(host.build),
+                    arch: host.arch,
+                };
+                if rollup {
+                    listed
+                        .entry((key.clone(), e.kb))
+                        .or_default()
+                        .insert(host.build);
+                }
+                chain_members.entry(key).or_default().push((
+                    date,
+                    e.fixed_revision.unwrap_or(0),
+                    e.kb,
+                    rollup,
+                ));
             }
         }
 
         // The implied cumulative order: within a chain, a later release (a higher revision
         // on the same day) contains every earlier one, whatever `Supercedence` says.
         let mut chains = Vec::new();
+        let mut chain_link_reported: HashSet<(KbId, SoftwareId, Arch)> = HashSet::new();
         let mut chain_positions: HashMap<Scope, HashMap<KbId, Vec<(usize, usize)>>> =
             HashMap::new();
         let mut chain_keys: Vec<ChainKey> = chain_members.keys().cloned().collect();
@@ -371,17 +448,84 @@ impl Catalog {
         for key in chain_keys {
             let mut members = chain_members.remove(&key).unwrap_or_default();
             members.sort();
-            let mut chain: Vec<KbId> = Vec::with_capacity(members.len());
-            for (_, _, kb) in members {
-                if !chain.contains(&kb) {
-                    chain.push(kb);
+            let mut chain: Vec<(KbId, bool)> = Vec::with_capacity(members.len());
+            for (_, _, kb, rollup) in members {
+                match chain.iter_mut().find(|(k, _)| *k == kb) {
+                    Some(m) => m.1 |= rollup,
+                    None => chain.push((kb, rollup)),
+                }
+            }
+            let rollups: Vec<KbId> = chain.iter().filter(|m| m.1).map(|m| m.0).collect();
+            // Where MSRC's Supercedence of an OS update does not name its predecessor, the
+            // implied order supplies the link: record it once per KB, OS and architecture.
+            if key.software == key.host {
+                for w in rollups.windows(3) {
+                    let versions = |kb: KbId| listed.get(&(key.clone(), kb));
+                    let (Some(before), Some(this), Some(after)) =
+                        (versions(w[0]), versions(w[1]), versions(w[2]))
+                    else {
+                        continue;
+                    };
+                    for build in before.intersection(after) {
+                        if !this.contains(build) {
+                            repairs.push(Repair {
+                                kind: RepairKind::SiblingOmitted,
+                                kb: w[1],
+                                product_name: format!(
+                                    "{} build {build} {}",
+                                    key.host.product_name(),
+                                    key.arch.as_str()
+                                ),
+                                evidence: format!(
+                                    "KB{} and KB{} list build {build} of branch {}; KB{} lists only {}",
+                                    w[0],
+                                    w[2],
+                                    key.branch,
+                                    w[1],
+                                    this.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                                ),
+                            });
+                        }
+                    }
+                }
+                let edges = msrc_edges.get(&(key.software.clone(), key.arch));
+                for pair in rollups.windows(2) {
+                    let (older, newer) = (pair[0], pair[1]);
+                    let named = edges.and_then(|e| e.get(&newer));
+                    if named.is_some_and(|s| s.contains(&older))
+                        || !chain_link_reported.insert((newer, key.host.clone(), key.arch))
+                    {
+                        continue;
+                    }
+                    let said = named
+                        .map(|s| {
+                            s.iter()
+                                .map(|k| format!("KB{k}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "nothing".into());
+                    repairs.push(Repair {
+                        kind: RepairKind::ChainLinkMissing,
+                        kb: newer,
+                        product_name: format!(
+                            "{} branch {} {}",
+                            key.host.product_name(),
+                            key.branch,
+                            key.arch.as_str()
+                        ),
+                        evidence: format!(
+                            "Supercedence names {said}; the previous cumulative update of the chain is KB{older}"
+                        ),
+                    });
                 }
             }
             let idx = chains.len();
             let positions = chain_positions
                 .entry((key.software.clone(), key.arch))
                 .or_default();
-            for (pos, kb) in chain.iter().enumerate() {
+            for (pos, (kb, _)) in chain.iter().enumerate() {
                 positions.entry(*kb).or_default().push((idx, pos));
             }
             chains.push(chain);
@@ -437,8 +581,84 @@ impl Catalog {
         self.by_software
             .get(software)
             .into_iter()
-            .flatten()
+            .flat_map(|s| s.all.iter())
             .map(|&i| &self.entries[i])
+    }
+
+    /// The entries of a software that can apply on a machine of this branch and architecture:
+    /// products hosted there, and products named without a host.
+    pub fn candidate_entries(
+        &self,
+        software: &SoftwareId,
+        branch: Branch,
+        arch: Arch,
+    ) -> impl Iterator<Item = &Entry> {
+        self.by_software
+            .get(software)
+            .into_iter()
+            .flat_map(move |s| {
+                s.hosted
+                    .get(&(branch, arch))
+                    .into_iter()
+                    .flatten()
+                    .chain(s.hostless.iter())
+            })
+            .map(|&i| &self.entries[i])
+    }
+
+    /// How `from` supersedes `to` in a software and architecture: the KBs of one shortest
+    /// path, `from` first and `to` last. `None` when it does not.
+    pub fn supersedence_path(
+        &self,
+        software: &SoftwareId,
+        arch: Arch,
+        from: KbId,
+        to: KbId,
+    ) -> Option<Vec<KbId>> {
+        let scope = (software.clone(), arch);
+        let edges = self.msrc_edges.get(&scope);
+        let positions = self.chain_positions.get(&scope);
+        let mut parent: HashMap<KbId, KbId> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([from]);
+        parent.insert(from, from);
+        while let Some(kb) = queue.pop_front() {
+            if kb == to {
+                let mut path = vec![to];
+                let mut cur = to;
+                while cur != from {
+                    cur = parent[&cur];
+                    path.push(cur);
+                }
+                path.reverse();
+                return Some(path);
+            }
+            let msrc = edges.and_then(|e| e.get(&kb)).into_iter().flatten().copied();
+            // In a chain a rollup steps to its immediate predecessor and to the previous
+            // rollup: paths stay short and readable.
+            let chain = positions
+                .and_then(|p| p.get(&kb))
+                .into_iter()
+                .flatten()
+                .filter(|&&(c, pos)| self.chains[c][pos].1)
+                .flat_map(|&(c, pos)| {
+                    let before = &self.chains[c][..pos];
+                    let previous = before.last().map(|m| m.0);
+                    let previous_rollup = before.iter().rev().find(|m| m.1).map(|m| m.0);
+                    previous.into_iter().chain(previous_rollup)
+                });
+            for next in msrc.chain(chain) {
+                if let std::collections::hash_map::Entry::Vacant(v) = parent.entry(next) {
+                    v.insert(kb);
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
+    }
+
+    /// How many distinct CVEs the catalog knows (CVE indexes are below this).
+    pub fn cve_count(&self) -> usize {
+        self.cve_names.len()
     }
 
     pub fn cve_name(&self, idx: u32) -> &str {
@@ -471,17 +691,33 @@ impl Catalog {
         arch: Arch,
         seeds: impl IntoIterator<Item = KbId>,
     ) -> HashSet<KbId> {
+        self.closure(software, arch, seeds, true)
+    }
+
+    /// Every KB that some *other* of the given KBs supersedes: a seed is in the answer only
+    /// when another seed supersedes it. One pass, whatever the number of seeds.
+    pub fn superseded_by_another(
+        &self,
+        software: &SoftwareId,
+        arch: Arch,
+        seeds: impl IntoIterator<Item = KbId>,
+    ) -> HashSet<KbId> {
+        self.closure(software, arch, seeds, false)
+    }
+
+    fn closure(
+        &self,
+        software: &SoftwareId,
+        arch: Arch,
+        seeds: impl IntoIterator<Item = KbId>,
+        include_seeds: bool,
+    ) -> HashSet<KbId> {
         let scope = (software.clone(), arch);
         let edges = self.msrc_edges.get(&scope);
         let positions = self.chain_positions.get(&scope);
         let mut seen: HashSet<KbId> = HashSet::new();
         let mut queue: Vec<KbId> = Vec::new();
-        for s in seeds {
-            if seen.insert(s) {
-                queue.push(s);
-            }
-        }
-        while let Some(kb) = queue.pop() {
+        let expand = |kb: KbId, seen: &mut HashSet<KbId>, queue: &mut Vec<KbId>| {
             if let Some(next) = edges.and_then(|e| e.get(&kb)) {
                 for n in next {
                     if seen.insert(*n) {
@@ -491,18 +727,104 @@ impl Catalog {
             }
             if let Some(ps) = positions.and_then(|p| p.get(&kb)) {
                 for &(chain, pos) in ps {
-                    // Walking down a chain can stop at the first KB already seen: that KB's
-                    // own predecessors are already queued.
-                    for older in self.chains[chain][..pos].iter().rev() {
-                        if !seen.insert(*older) {
+                    if !self.chains[chain][pos].1 {
+                        continue;
+                    }
+                    // Walking down a chain can stop at the first rollup already seen: its own
+                    // predecessors are queued or done.
+                    for &(older, rollup) in self.chains[chain][..pos].iter().rev() {
+                        if seen.insert(older) {
+                            queue.push(older);
+                        } else if rollup {
                             break;
                         }
-                        queue.push(*older);
                     }
                 }
             }
+        };
+        for s in seeds {
+            if include_seeds {
+                if seen.insert(s) {
+                    queue.push(s);
+                }
+            } else {
+                expand(s, &mut seen, &mut queue);
+            }
+        }
+        while let Some(kb) = queue.pop() {
+            expand(kb, &mut seen, &mut queue);
         }
         seen
+    }
+}
+
+/// Servicing-stack updates, Secure Boot DBX updates and the like carry SubType "Security
+/// Update" on Windows 10+ products just as the cumulative update does, but are not rollups. In each chain and month, the cumulative update is the one with a FixedBuild on
+/// the branch (several when Microsoft shipped out-of-band ones); where no update of that month
+/// has a build, the one fixing the most CVEs. The others are standalone updates.
+fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
+    type Month = (SoftwareId, SoftwareId, Branch, Arch, String);
+    let mut months: HashMap<Month, Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.track != Track::Cumulative || e.wrong_branch {
+            continue;
+        }
+        let (Some(host), Some(info)) = (&e.class.host, kbs.get(&e.kb)) else {
+            continue;
+        };
+        months
+            .entry((
+                e.class.software.clone(),
+                host.software.clone(),
+                Branch::of(host.build),
+                host.arch,
+                info.document_id.clone(),
+            ))
+            .or_default()
+            .push(i);
+    }
+    let mut demote = Vec::new();
+    for members in months.values() {
+        let kbs_of_month: BTreeSet<KbId> = members.iter().map(|&i| entries[i].kb).collect();
+        if kbs_of_month.len() < 2 {
+            continue;
+        }
+        let with_build: BTreeSet<KbId> = members
+            .iter()
+            .filter(|&&i| entries[i].fixed_revision.is_some())
+            .map(|&i| entries[i].kb)
+            .collect();
+        let keep: BTreeSet<KbId> = if with_build.is_empty() {
+            let mut cves: BTreeMap<KbId, usize> = BTreeMap::new();
+            for &i in members {
+                *cves.entry(entries[i].kb).or_default() += entries[i].cves.len();
+            }
+            cves.into_iter()
+                .max_by_key(|(kb, n)| (*n, *kb))
+                .map(|(kb, _)| kb)
+                .into_iter()
+                .collect()
+        } else {
+            with_build
+        };
+        demote.extend(
+            members
+                .iter()
+                .copied()
+                .filter(|&i| !keep.contains(&entries[i].kb)),
+        );
+    }
+    for i in demote {
+        entries[i].track = Track::Standalone;
+    }
+    // Every standalone update of a Windows 10+ OS (servicing stack, Secure Boot DBX, …) sits
+    // below the rollups that come after it.
+    for e in entries.iter_mut() {
+        if let Some(host) = &e.class.host {
+            e.below_rollups = e.track == Track::Standalone
+                && host.build >= 10240
+                && host.software == e.class.software;
+        }
     }
 }
 

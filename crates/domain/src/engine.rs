@@ -1,12 +1,12 @@
 //! The evaluation engine: for one machine's facts and a compiled catalog, which KBs are
-//! missing for which software (`missing-kb-semantics.md` §3). A pure function.
+//! missing for which software (`missing-kb-semantics.md` §3), and why. Pure functions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Entry, Track};
-use crate::{Branch, KbId, MachineFacts, SoftwareId};
+use crate::{Branch, KbId, MachineFacts, OsFacts, SoftwareId};
 
 /// Whether a KB's fix is present on a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,6 +35,7 @@ pub enum Rule {
     NoEvidence,
 }
 
+/// The verdict on one applicable KB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KbVerdict {
@@ -43,223 +44,545 @@ pub struct KbVerdict {
     pub rule: Rule,
     /// The highest FixedBuild revision of the KB on the machine's branch.
     pub fixed_revision: Option<u32>,
+    /// For rule c: the installed (or build-proven) KB that covers this one.
+    pub covered_by: Option<KbId>,
 }
 
-/// The outcome of evaluating one machine.
+/// What became of an applicable KB for one software.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum Outcome {
+    /// Reported: unsatisfied, closes an open CVE, newest of its chain.
+    Missing,
+    Satisfied,
+    /// Not known to be present or absent: never counted as missing.
+    Unknown,
+    /// A newer unsatisfied KB supersedes it; that one is reported instead.
+    Superseded { by: KbId },
+    /// Unsatisfied, but every CVE it fixes is closed by another update already present.
+    NoOpenCve,
+    /// Closes the same open CVEs as updates of the machine's own track, which are reported.
+    Alternative { reported: Vec<KbId> },
+}
+
+/// The outcome of evaluating one machine: what counts need.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evaluation {
     /// Software installed on the machine (the OS included): what makes a software "known".
     pub software: BTreeSet<SoftwareId>,
-    /// The missing KBs per software: applicable, unsatisfied, closing an open CVE, frontier.
+    /// The missing KBs per software.
     pub missing: BTreeMap<SoftwareId, BTreeSet<KbId>>,
     /// Software for which at least one applicable KB is `Unknown`: the machine is
     /// indeterminate for it.
     pub indeterminate: BTreeSet<SoftwareId>,
     /// A KB is waiting for a restart and the build is still below it.
     pub pending_restart: bool,
-    /// The verdict of every applicable KB.
-    pub verdicts: Vec<KbVerdict>,
+}
+
+/// Everything the engine decided about one KB on one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KbExplanation {
+    #[serde(flatten)]
+    pub verdict: KbVerdict,
+    /// The catalog products through which the KB applies.
+    pub products: Vec<String>,
+    /// The outcome for each software the KB applies to.
+    pub outcomes: Vec<SoftwareOutcome>,
+    /// For rule c: how the covering KB supersedes this one, newest first.
+    pub chain: Vec<KbId>,
+    /// A repair of Microsoft's data that this answer relies on.
+    pub repairs: Vec<String>,
+    /// Why the answer is unknown, when it is.
+    pub unknown_because: Option<String>,
+}
+
+/// What became of a KB for one software.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoftwareOutcome {
+    pub software: SoftwareId,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// An evaluation with its evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    pub evaluation: Evaluation,
+    pub kbs: Vec<KbExplanation>,
 }
 
 /// Evaluates one machine against the catalog.
 pub fn evaluate(catalog: &Catalog, machine: &MachineFacts) -> Evaluation {
-    let mut out = Evaluation {
-        software: machine.software.keys().cloned().collect(),
-        ..Evaluation::default()
-    };
-    let Some(os) = &machine.os else {
-        return out;
-    };
-    out.software.insert(os.software.clone());
-    let branch = Branch::of(os.build);
+    Analysis::run(catalog, machine, false).evaluation
+}
 
-    // Applicable entries, grouped by KB.
-    let mut applicable: BTreeMap<KbId, Vec<&Entry>> = BTreeMap::new();
-    for software in &out.software {
-        let version = machine.software.get(software).cloned().flatten();
-        for e in catalog.entries_for(software) {
-            if is_applicable(e, machine, branch, version.as_deref()) {
-                applicable.entry(e.kb).or_default().push(e);
+/// Evaluates one machine and keeps the evidence of every applicable KB.
+pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
+    let a = Analysis::run(catalog, machine, true);
+    let mut kbs = Vec::with_capacity(a.verdicts.len());
+    for (kb, verdict) in &a.verdicts {
+        let entries = &a.applicable[kb];
+        let mut products: Vec<String> = entries.iter().map(|e| e.product_name.clone()).collect();
+        products.sort();
+        products.dedup();
+        let outcomes = a
+            .outcomes
+            .iter()
+            .filter(|((_, k), _)| k == kb)
+            .map(|((sw, _), o)| SoftwareOutcome {
+                software: sw.clone(),
+                outcome: o.clone(),
+            })
+            .collect();
+        let chain = match (verdict.covered_by, a.os) {
+            (Some(by), Some(os)) if by != *kb => entries
+                .iter()
+                .find_map(|e| catalog.supersedence_path(&e.class.software, os.arch, by, *kb))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        kbs.push(KbExplanation {
+            verdict: verdict.clone(),
+            products,
+            outcomes,
+            chain,
+            repairs: a.repairs_for(catalog, *kb),
+            unknown_because: (verdict.satisfied == Satisfied::Unknown)
+                .then(|| a.unknown_reason(verdict)),
+        });
+    }
+    Explanation {
+        evaluation: a.evaluation,
+        kbs,
+    }
+}
+
+struct Analysis<'a> {
+    machine: &'a MachineFacts,
+    os: Option<&'a OsFacts>,
+    applicable: BTreeMap<KbId, Vec<&'a Entry>>,
+    verdicts: BTreeMap<KbId, KbVerdict>,
+    outcomes: BTreeMap<(SoftwareId, KbId), Outcome>,
+    evaluation: Evaluation,
+}
+
+impl<'a> Analysis<'a> {
+    fn run(catalog: &'a Catalog, machine: &'a MachineFacts, detail: bool) -> Analysis<'a> {
+        let mut a = Analysis {
+            machine,
+            os: machine.os.as_ref(),
+            applicable: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            evaluation: Evaluation {
+                software: machine.software.keys().cloned().collect(),
+                ..Evaluation::default()
+            },
+        };
+        let Some(os) = a.os else {
+            return a;
+        };
+        a.evaluation.software.insert(os.software.clone());
+        let branch = Branch::of(os.build);
+        for software in &a.evaluation.software {
+            let version = machine.software.get(software).and_then(|v| v.as_deref());
+            for e in catalog.candidate_entries(software, branch, os.arch) {
+                if is_applicable(e, os, branch, version) {
+                    a.applicable.entry(e.kb).or_default().push(e);
+                }
             }
         }
-    }
-    if applicable.is_empty() {
-        return out;
+        if a.applicable.is_empty() {
+            return a;
+        }
+        a.decide_satisfaction(catalog, os, branch, detail);
+        a.decide_missing(catalog, os, detail);
+        a
     }
 
-    let fixed_revision = |entries: &[&Entry]| entries.iter().filter_map(|e| e.fixed_revision).max();
-    let scopes_of = |entries: &[&Entry]| -> BTreeSet<SoftwareId> {
-        entries.iter().map(|e| e.class.software.clone()).collect()
-    };
+    /// Rules a–e of §3.2 for every applicable KB.
+    fn decide_satisfaction(&mut self, catalog: &Catalog, os: &OsFacts, branch: Branch, detail: bool) {
+        let machine = self.machine;
+        let pending: Vec<KbId> = machine.pending_kbs.iter().copied().collect();
+        let mut pending_cover: HashMap<&SoftwareId, HashSet<KbId>> = HashMap::new();
+        let mut proven: BTreeSet<KbId> = BTreeSet::new();
+        let max_cumulative = catalog.max_cumulative_revision(&os.software, branch);
 
-    // Rule a needs what the pending KBs supersede; rule c what the installed ones do.
-    let pending: HashSet<KbId> = machine.pending_kbs.iter().copied().collect();
-    let mut pending_cover: HashMap<SoftwareId, HashSet<KbId>> = HashMap::new();
-    let mut verdicts: BTreeMap<KbId, KbVerdict> = BTreeMap::new();
-    let mut proven: BTreeSet<KbId> = BTreeSet::new();
-    let max_cumulative = catalog.max_cumulative_revision(&os.software, branch);
-    for (kb, entries) in &applicable {
-        let fixed = fixed_revision(entries);
-        let below_fix = match (os.revision, fixed) {
-            (Some(r), Some(f)) => r < f,
-            _ => true,
-        };
-        let is_pending = scopes_of(entries).iter().any(|sw| {
-            pending_cover
-                .entry(sw.clone())
-                .or_insert_with(|| catalog.superseded_by(sw, os.arch, pending.iter().copied()))
-                .contains(kb)
-        });
-        let verdict = if is_pending && below_fix {
-            out.pending_restart = true;
-            Some((Satisfied::No, Rule::PendingRestart))
-        } else if let (Some(r), Some(f)) = (os.revision, fixed) {
-            Some((
-                if r >= f {
-                    Satisfied::Yes
-                } else {
-                    Satisfied::No
-                },
-                Rule::Build,
-            ))
-        } else {
-            None
-        };
-        if let Some((satisfied, rule)) = verdict {
-            if satisfied == Satisfied::Yes {
-                proven.insert(*kb);
+        // Rules a and b first: what build evidence proves counts as installed for rule c.
+        for (kb, entries) in &self.applicable {
+            let fixed = fixed_revision(entries);
+            let below_fix = match (os.revision, fixed) {
+                (Some(r), Some(f)) => r < f,
+                _ => true,
+            };
+            let is_pending = !pending.is_empty()
+                && entries.iter().any(|e| {
+                    pending_cover
+                        .entry(&e.class.software)
+                        .or_insert_with(|| {
+                            catalog.superseded_by(&e.class.software, os.arch, pending.iter().copied())
+                        })
+                        .contains(kb)
+                });
+            let decided = if is_pending && below_fix {
+                self.evaluation.pending_restart = true;
+                Some((Satisfied::No, Rule::PendingRestart))
+            } else if let (Some(r), Some(f)) = (os.revision, fixed) {
+                Some((if r >= f { Satisfied::Yes } else { Satisfied::No }, Rule::Build))
+            } else {
+                None
+            };
+            if let Some((satisfied, rule)) = decided {
+                if satisfied == Satisfied::Yes {
+                    proven.insert(*kb);
+                }
+                self.verdicts.insert(
+                    *kb,
+                    KbVerdict {
+                        kb: *kb,
+                        satisfied,
+                        rule,
+                        fixed_revision: fixed,
+                        covered_by: None,
+                    },
+                );
             }
-            verdicts.insert(
+        }
+
+        // A KB pending a restart is not installed yet.
+        let installed: BTreeSet<KbId> = machine
+            .installed_kbs
+            .iter()
+            .copied()
+            .filter(|k| !machine.pending_kbs.contains(k))
+            .chain(proven.iter().copied())
+            .collect();
+        let mut cover: HashMap<&SoftwareId, HashSet<KbId>> = HashMap::new();
+        for (kb, entries) in &self.applicable {
+            if self.verdicts.contains_key(kb) {
+                continue;
+            }
+            let fixed = fixed_revision(entries);
+            let covered = installed.contains(kb)
+                || entries.iter().any(|e| {
+                    cover
+                        .entry(&e.class.software)
+                        .or_insert_with(|| {
+                            catalog.superseded_by(&e.class.software, os.arch, installed.iter().copied())
+                        })
+                        .contains(kb)
+                });
+            let cumulative = entries.iter().any(|e| e.track == Track::Cumulative);
+            let (satisfied, rule) = if covered {
+                (Satisfied::Yes, Rule::InstalledKb)
+            } else if cumulative
+                && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m)
+            {
+                (Satisfied::Yes, Rule::NewerThanCatalog)
+            } else if machine.kb_list_complete {
+                (Satisfied::No, Rule::CompleteKbList)
+            } else {
+                (Satisfied::Unknown, Rule::NoEvidence)
+            };
+            let covered_by = (covered && detail).then(|| {
+                if installed.contains(kb) {
+                    *kb
+                } else {
+                    // The newest installed KB that covers it, for the explanation.
+                    installed
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|i| {
+                            entries.iter().any(|e| {
+                                catalog
+                                    .superseded_by(&e.class.software, os.arch, [*i])
+                                    .contains(kb)
+                            })
+                        })
+                        .unwrap_or(*kb)
+                }
+            });
+            self.verdicts.insert(
                 *kb,
                 KbVerdict {
                     kb: *kb,
                     satisfied,
                     rule,
                     fixed_revision: fixed,
+                    covered_by,
                 },
             );
         }
     }
 
-    // KBs proven by build evidence count as installed; a KB pending a restart does not.
-    let installed: BTreeSet<KbId> = machine
-        .installed_kbs
-        .iter()
-        .copied()
-        .filter(|k| !pending.contains(k))
-        .chain(proven.iter().copied())
-        .collect();
-    let mut cover: HashMap<SoftwareId, HashSet<KbId>> = HashMap::new();
-    for (kb, entries) in &applicable {
-        if verdicts.contains_key(kb) {
-            continue;
-        }
-        let fixed = fixed_revision(entries);
-        let covered = installed.contains(kb)
-            || scopes_of(entries).iter().any(|sw| {
-                cover
-                    .entry(sw.clone())
-                    .or_insert_with(|| {
-                        catalog.superseded_by(sw, os.arch, installed.iter().copied())
-                    })
-                    .contains(kb)
-            });
-        let cumulative = entries.iter().any(|e| e.track == Track::Cumulative);
-        let (satisfied, rule) = if covered {
-            (Satisfied::Yes, Rule::InstalledKb)
-        } else if cumulative && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m)
-        {
-            (Satisfied::Yes, Rule::NewerThanCatalog)
-        } else if machine.kb_list_complete {
-            (Satisfied::No, Rule::CompleteKbList)
-        } else {
-            (Satisfied::Unknown, Rule::NoEvidence)
-        };
-        verdicts.insert(
-            *kb,
-            KbVerdict {
-                kb: *kb,
-                satisfied,
-                rule,
-                fixed_revision: fixed,
-            },
-        );
-    }
-
-    // Open CVEs: those none of whose applicable remediations is satisfied.
-    let mut closed: HashSet<u32> = HashSet::new();
-    for (kb, entries) in &applicable {
-        if verdicts[kb].satisfied == Satisfied::Yes {
-            for e in entries {
-                closed.extend(e.cves.iter().copied());
+    /// §3.3–3.4: open CVEs, the frontier, and one of alternative remediations.
+    fn decide_missing(&mut self, catalog: &Catalog, os: &OsFacts, detail: bool) {
+        let satisfied = |kb: &KbId| self.verdicts[kb].satisfied;
+        // Open CVEs: those none of whose applicable remediations is satisfied.
+        let mut closed = vec![false; catalog.cve_count()];
+        for (kb, entries) in &self.applicable {
+            if satisfied(kb) == Satisfied::Yes {
+                for e in entries {
+                    for &c in &e.cves {
+                        closed[c as usize] = true;
+                    }
+                }
             }
         }
-    }
-    let has_open_cve = |kb: &KbId, software: &SoftwareId| {
-        applicable.get(kb).is_some_and(|entries| {
-            entries
+        let so_track = self.on_security_only_track(catalog, os);
+
+        for software in &self.evaluation.software {
+            let of_software = |entries: &[&'a Entry]| -> Vec<&'a Entry> {
+                entries
+                    .iter()
+                    .copied()
+                    .filter(|e| &e.class.software == software)
+                    .collect()
+            };
+            let mut unsatisfied: Vec<KbId> = Vec::new();
+            for (kb, entries) in &self.applicable {
+                let mine = of_software(entries);
+                if mine.is_empty() {
+                    continue;
+                }
+                match satisfied(kb) {
+                    Satisfied::No => unsatisfied.push(*kb),
+                    Satisfied::Unknown => {
+                        self.evaluation.indeterminate.insert(software.clone());
+                        if detail {
+                            self.outcomes.insert((software.clone(), *kb), Outcome::Unknown);
+                        }
+                    }
+                    Satisfied::Yes => {
+                        if detail {
+                            self.outcomes.insert((software.clone(), *kb), Outcome::Satisfied);
+                        }
+                    }
+                }
+            }
+            if unsatisfied.is_empty() {
+                continue;
+            }
+            // What each unsatisfied KB would close, directly or through what it supersedes,
+            // and which of them a newer unsatisfied KB supersedes.
+            // Open CVEs per applicable KB of this software: most KBs have none left.
+            let mut open_of: HashMap<KbId, Vec<u32>> = HashMap::new();
+            for (kb, entries) in &self.applicable {
+                let open: Vec<u32> = entries
+                    .iter()
+                    .filter(|e| &e.class.software == software)
+                    .flat_map(|e| e.cves.iter().copied())
+                    .filter(|&c| !closed[c as usize])
+                    .collect();
+                if !open.is_empty() {
+                    open_of.insert(*kb, open);
+                }
+            }
+            let superseded =
+                catalog.superseded_by_another(software, os.arch, unsatisfied.iter().copied());
+            // Whether a KB closes an open CVE, directly or through what it supersedes; only
+            // asked of KBs no other unsatisfied KB supersedes, which are few.
+            let closes_open = |kb: KbId| {
+                open_of.contains_key(&kb)
+                    || catalog
+                        .superseded_by(software, os.arch, [kb])
+                        .iter()
+                        .any(|k| open_of.contains_key(k))
+            };
+            let has_open: HashSet<KbId> = unsatisfied
                 .iter()
-                .filter(|e| &e.class.software == software)
-                .any(|e| e.cves.iter().any(|c| !closed.contains(c)))
-        })
-    };
-
-    // Per software: unsatisfied KBs that close an open CVE (directly or through what they
-    // supersede), keeping only the frontier of each chain.
-    for software in &out.software {
-        let unsatisfied: Vec<KbId> = applicable
-            .iter()
-            .filter(|(kb, entries)| {
-                verdicts[*kb].satisfied == Satisfied::No
-                    && entries.iter().any(|e| &e.class.software == software)
-            })
-            .map(|(kb, _)| *kb)
-            .collect();
-        if applicable.iter().any(|(kb, entries)| {
-            verdicts[kb].satisfied == Satisfied::Unknown
-                && entries.iter().any(|e| &e.class.software == software)
-        }) {
-            out.indeterminate.insert(software.clone());
-        }
-        let mut superseded_by_unsatisfied: HashSet<KbId> = HashSet::new();
-        let mut closes_open: Vec<KbId> = Vec::new();
-        for kb in &unsatisfied {
-            let below = catalog.superseded_by(software, os.arch, [*kb]);
-            if below.iter().any(|k| has_open_cve(k, software)) {
-                closes_open.push(*kb);
+                .copied()
+                .filter(|kb| !superseded.contains(kb) && closes_open(*kb))
+                .collect();
+            let track_of = |kb: &KbId| {
+                let entries = of_software(&self.applicable[kb]);
+                if entries.iter().any(|e| e.track == Track::SecurityOnly) {
+                    Track::SecurityOnly
+                } else if entries.iter().any(|e| e.track == Track::Cumulative) {
+                    Track::Cumulative
+                } else {
+                    Track::Standalone
+                }
+            };
+            let frontier: Vec<(KbId, Track)> = unsatisfied
+                .iter()
+                .filter(|kb| has_open.contains(kb))
+                .map(|kb| (*kb, track_of(kb)))
+                .collect();
+            // Among alternatives closing the same open CVEs, report the machine's own track.
+            let (own, other) = if so_track {
+                (Track::SecurityOnly, Track::Cumulative)
+            } else {
+                (Track::Cumulative, Track::SecurityOnly)
+            };
+            let mut missing: BTreeSet<KbId> = frontier.iter().map(|(kb, _)| *kb).collect();
+            if frontier.iter().any(|(_, t)| *t == own) && frontier.iter().any(|(_, t)| *t == other)
+            {
+                // Open CVEs each frontier KB closes, directly or through what it supersedes.
+                let closes = |kb: KbId| -> BTreeSet<u32> {
+                    catalog
+                        .superseded_by(software, os.arch, [kb])
+                        .iter()
+                        .filter_map(|k| open_of.get(k))
+                        .flatten()
+                        .copied()
+                        .collect()
+                };
+                let own_closes: Vec<(KbId, BTreeSet<u32>)> = frontier
+                    .iter()
+                    .filter(|(_, t)| *t == own)
+                    .map(|(kb, _)| (*kb, closes(*kb)))
+                    .collect();
+                let all_own: BTreeSet<u32> = own_closes
+                    .iter()
+                    .flat_map(|(_, c)| c.iter().copied())
+                    .collect();
+                for (kb, _) in frontier.iter().filter(|(_, t)| *t == other) {
+                    let mine = closes(*kb);
+                    if !mine.is_subset(&all_own) {
+                        continue;
+                    }
+                    missing.remove(kb);
+                    if detail {
+                        let reported = own_closes
+                            .iter()
+                            .filter(|(_, c)| !c.is_disjoint(&mine))
+                            .map(|(k, _)| *k)
+                            .collect();
+                        self.outcomes
+                            .insert((software.clone(), *kb), Outcome::Alternative { reported });
+                    }
+                }
             }
-            superseded_by_unsatisfied.extend(below.into_iter().filter(|k| k != kb));
-        }
-        let missing: BTreeSet<KbId> = closes_open
-            .into_iter()
-            .filter(|kb| !superseded_by_unsatisfied.contains(kb))
-            .collect();
-        if !missing.is_empty() {
-            out.missing.insert(software.clone(), missing);
+            if detail {
+                for kb in &unsatisfied {
+                    let outcome = if missing.contains(kb) {
+                        Outcome::Missing
+                    } else if superseded.contains(kb) {
+                        // The newest unsatisfied KB that supersedes it, for the explanation.
+                        let by = unsatisfied
+                            .iter()
+                            .rev()
+                            .copied()
+                            .find(|k| {
+                                k != kb
+                                    && catalog.superseded_by(software, os.arch, [*k]).contains(kb)
+                            })
+                            .unwrap_or(*kb);
+                        Outcome::Superseded { by }
+                    } else if !has_open.contains(kb) {
+                        Outcome::NoOpenCve
+                    } else {
+                        continue;
+                    };
+                    self.outcomes.insert((software.clone(), *kb), outcome);
+                }
+            }
+            if !missing.is_empty() {
+                self.evaluation.missing.insert(software.clone(), missing);
+            }
         }
     }
-    out.verdicts = verdicts.into_values().collect();
-    out
+
+    /// Whether the machine's newest installed OS update is a Security Only update.
+    fn on_security_only_track(&self, catalog: &Catalog, os: &OsFacts) -> bool {
+        self.machine
+            .installed_kbs
+            .iter()
+            .filter_map(|kb| {
+                let entries = self.applicable.get(kb)?;
+                let os_entries: Vec<_> = entries
+                    .iter()
+                    .filter(|e| e.class.software == os.software)
+                    .collect();
+                let track = os_entries.first()?.track;
+                Some((catalog.kb(*kb)?.release_date, track))
+            })
+            .max_by_key(|(date, _)| *date)
+            .is_some_and(|(_, track)| track == Track::SecurityOnly)
+    }
+
+    fn repairs_for(&self, catalog: &Catalog, kb: KbId) -> Vec<String> {
+        let Some(os) = self.os else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let entries = &self.applicable[&kb];
+        if entries
+            .iter()
+            .filter(|e| e.class.host.as_ref().is_some_and(|h| h.software == os.software))
+            .all(|e| e.class.host.as_ref().is_some_and(|h| h.build != os.build))
+            && entries.iter().any(|e| e.class.host.is_some())
+        {
+            out.push(format!(
+                "applies through servicing branch {}: the update lists sibling versions of build {}, not {} itself",
+                Branch::of(os.build),
+                entries
+                    .iter()
+                    .filter_map(|e| e.class.host.as_ref().map(|h| h.build.to_string()))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                os.build
+            ));
+        }
+        for r in catalog.repairs().iter().filter(|r| r.kb == kb) {
+            out.push(format!("{:?} ({}): {}", r.kind, r.product_name, r.evidence));
+        }
+        out
+    }
+
+    fn unknown_reason(&self, v: &KbVerdict) -> String {
+        let Some(os) = self.os else {
+            return "the machine reports no operating system".into();
+        };
+        match (os.revision, v.fixed_revision) {
+            (None, _) => "the machine reports no build revision and its KB list is not complete, \
+                          and no installed KB supersedes this one"
+                .into(),
+            (Some(_), None) => "the catalog has no FixedBuild for this KB on the machine's \
+                                branch, the KB list is not complete, and no installed KB \
+                                supersedes it"
+                .into(),
+            (Some(_), Some(_)) => "no evidence".into(),
+        }
+    }
 }
 
-fn is_applicable(e: &Entry, m: &MachineFacts, branch: Branch, version: Option<&str>) -> bool {
-    let (Some(os), Some(host)) = (&m.os, &e.class.host) else {
-        return false;
-    };
-    if e.wrong_branch
-        || host.software != os.software
-        || Branch::of(host.build) != branch
-        || host.arch != os.arch
-    {
+fn fixed_revision(entries: &[&Entry]) -> Option<u32> {
+    entries.iter().filter_map(|e| e.fixed_revision).max()
+}
+
+fn is_applicable(e: &Entry, os: &OsFacts, branch: Branch, version: Option<&str>) -> bool {
+    if e.wrong_branch {
         return false;
     }
-    // Full and Server Core installations take the same updates.
+    // Products named "on Windows …" apply on that Windows' servicing branch (a version the
+    // update omits is reached through its siblings); products named without a host apply
+    // wherever the software is installed. Full and Server Core installations take the same
+    // updates.
+    if let Some(host) = &e.class.host {
+        if host.software != os.software || Branch::of(host.build) != branch || host.arch != os.arch
+        {
+            return false;
+        }
+    }
     if e.track == Track::Hotpatch && !os.hotpatch_enrolled {
         return false;
     }
+    if e.replaced_by_hotpatch && os.hotpatch_enrolled {
+        return false;
+    }
     match (&e.class.version_line, version) {
-        (Some(line), Some(v)) => v == line || v.starts_with(&format!("{line}.")),
+        (Some(lines), Some(v)) => lines
+            .split('|')
+            .any(|line| v == line || v.starts_with(&format!("{line}."))),
         _ => true,
     }
 }

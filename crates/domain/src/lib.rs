@@ -12,7 +12,7 @@ pub mod product;
 pub use build::{Branch, WindowsBuild};
 
 pub use catalog::Catalog;
-pub use engine::{evaluate, Evaluation};
+pub use engine::{evaluate, explain, Evaluation, Explanation};
 pub use ids::{IdError, KbId, MachineId, SoftwareId, TenantId};
 pub use machine::{MachineFacts, OsFacts};
 pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass};

@@ -42,6 +42,9 @@ pub struct Snapshot {
     /// Whether `installedKbs` is the complete list of installed updates.
     #[serde(default)]
     pub installed_kbs_complete: bool,
+    /// Where `installedKbs` came from: the tools whose lists were merged into it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub installed_kbs_sources: Vec<KbSource>,
     /// KBs installed but waiting for a restart.
     #[serde(default)]
     pub pending_restart_kbs: Vec<String>,
@@ -49,12 +52,72 @@ pub struct Snapshot {
     pub device_group: Option<String>,
 }
 
+/// An installed software: by MDE software id (`microsoft-_-internet_explorer`), or by vendor
+/// and name, from which the id is derived by MDE's rule (lowercase, spaces → `_`,
+/// `vendor-_-name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstalledSoftware {
-    pub id: SoftwareId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<SoftwareId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+}
+
+impl InstalledSoftware {
+    /// An entry by software id.
+    pub fn with_id(id: SoftwareId, version: Option<String>) -> Self {
+        InstalledSoftware {
+            id: Some(id),
+            vendor: None,
+            name: None,
+            version,
+        }
+    }
+
+    /// The software id: `id`, or derived from `vendor` and `name`. The error is the field
+    /// at fault and why.
+    pub fn software_id(&self) -> Result<SoftwareId, (&'static str, String)> {
+        match (&self.id, &self.vendor, &self.name) {
+            (Some(id), None, None) => Ok(id.clone()),
+            (Some(_), _, _) => Err(("id", "give either id, or vendor and name, not both".into())),
+            (None, Some(vendor), Some(name)) => {
+                let part = |s: &str| s.split_whitespace().collect::<Vec<_>>().join("_").to_lowercase();
+                let (v, n) = (part(vendor), part(name));
+                if v.is_empty() || v.contains("-_-") {
+                    return Err(("vendor", format!("'{vendor}' is not a vendor name")));
+                }
+                if n.is_empty() {
+                    return Err(("name", "is empty".into()));
+                }
+                SoftwareId::parse(&format!("{v}-_-{n}")).map_err(|e| ("name", e.to_string()))
+            }
+            (None, None, _) => Err(("id", "give id, or vendor and name".into())),
+            (None, Some(_), None) => Err(("name", "vendor needs a name".into())),
+        }
+    }
+}
+
+/// The tool an installed-KB list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KbSource {
+    /// `systeminfo`: cuts long lists short, and names some updates only "File 1".
+    Systeminfo,
+    /// `wmic qfe` (Win32_QuickFixEngineering).
+    WmicQfe,
+    /// PowerShell `Get-HotFix` (the same class).
+    GetHotFix,
+    /// osquery's `patches` table (the same class).
+    OsqueryPatches,
+    /// The Windows Update Agent's history or installed-update search.
+    WindowsUpdate,
+    /// Anything else (an agent of the organization's own).
+    Other,
 }
 
 /// Why a snapshot was rejected: the JSON path of the field and what is wrong with it.
@@ -109,20 +172,18 @@ pub fn parse_snapshots(body: &[u8], ndjson: bool) -> Result<Vec<Snapshot>, Snaps
             .map(|(i, line)| parse_snapshot(line.as_bytes()).map_err(|e| e.at_index(i)))
             .collect();
     }
-    let values: Vec<serde_json::Value> = serde_json::from_slice(body)
+    // Each entry is parsed from its own text, so an error's path is the entry's.
+    let entries: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
         .map_err(|e| SnapshotError::new(".", format!("expected a JSON array of snapshots: {e}")))?;
-    values
+    entries
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let bytes =
-                serde_json::to_vec(v).map_err(|e| SnapshotError::new(".", e.to_string()))?;
-            parse_snapshot(&bytes).map_err(|e| e.at_index(i))
-        })
+        .map(|(i, raw)| parse_snapshot(raw.get().as_bytes()).map_err(|e| e.at_index(i)))
         .collect()
 }
 
 /// MDE `osPlatform` values and the OS software ids they stand for.
+/// The names after `windowsserver2025` are kbgap's, for platforms MDE does not onboard.
 const PLATFORMS: &[(&str, &str)] = &[
     ("windows7", "windows_7"),
     ("windows8.1", "windows_8.1"),
@@ -137,7 +198,23 @@ const PLATFORMS: &[(&str, &str)] = &[
     ("windowsserver2019", "windows_server_2019"),
     ("windowsserver2022", "windows_server_2022"),
     ("windowsserver2025", "windows_server_2025"),
+    ("windowsxp", "windows_xp"),
+    ("windowsvista", "windows_vista"),
+    ("windows8", "windows_8"),
+    ("windowsserver2003", "windows_server_2003"),
+    ("windowsserver2003r2", "windows_server_2003"),
 ];
+
+/// The platform names accepted, for error messages.
+const PLATFORM_NAMES: &str = "WindowsXP, WindowsVista, Windows7, Windows8, Windows8.1, Windows10, \
+     Windows11, WindowsServer2003, WindowsServer2008, WindowsServer2008R2, WindowsServer2012, \
+     WindowsServer2012R2, WindowsServer2016, WindowsServer2019, WindowsServer2022, \
+     WindowsServer2025, or an OS software id such as microsoft-_-windows_10";
+
+/// The OS software id an `osPlatform` value stands for.
+pub(crate) fn platform_software(platform: &str) -> Option<SoftwareId> {
+    os_software(platform)
+}
 
 fn os_software(platform: &str) -> Option<SoftwareId> {
     let p = platform.trim().to_ascii_lowercase();
@@ -181,10 +258,7 @@ impl Snapshot {
             SnapshotError::new(
                 "osPlatform",
                 format!(
-                    "unknown platform '{}': expected one of Windows7, Windows8.1, Windows10, \
-                     Windows11, WindowsServer2008, WindowsServer2008R2, WindowsServer2012, \
-                     WindowsServer2012R2, WindowsServer2016, WindowsServer2019, \
-                     WindowsServer2022, WindowsServer2025, or an OS software id",
+                    "unknown platform '{}': expected one of {PLATFORM_NAMES}",
                     self.os_platform
                 ),
             )
@@ -230,12 +304,30 @@ impl Snapshot {
                 ));
             }
         }
+        // Sources that name the OS by its product line say "Windows 10" for Windows 11
+        // (its registry ProductName still does): the build decides.
+        let os_software = if os_software.as_str() == "microsoft-_-windows_10" && build.build >= 22000
+        {
+            SoftwareId::microsoft("windows_11")
+        } else {
+            os_software
+        };
+        // Server 2008 SP2 reports build 6003 since the April 2019 update and 6002 before; the
+        // catalog (and the revisions, which continue across the bump) are those of 6003.
+        let branch_build = if os_software.as_str() == "microsoft-_-windows_server_2008" && build.build == 6002 {
+            6003
+        } else {
+            build.build
+        };
         let mut software: BTreeMap<SoftwareId, Option<String>> = BTreeMap::new();
         for (i, s) in self.software.iter().enumerate() {
-            if software.insert(s.id.clone(), s.version.clone()).is_some() {
+            let id = s
+                .software_id()
+                .map_err(|(field, message)| SnapshotError::new(format!("software[{i}].{field}"), message))?;
+            if software.insert(id.clone(), s.version.clone()).is_some() {
                 return Err(SnapshotError::new(
-                    format!("software[{i}].id"),
-                    format!("'{}' is listed twice", s.id),
+                    format!("software[{i}]"),
+                    format!("'{id}' is listed twice"),
                 ));
             }
         }
@@ -243,7 +335,7 @@ impl Snapshot {
         Ok(MachineFacts {
             os: Some(OsFacts {
                 software: os_software,
-                build: build.build,
+                build: branch_build,
                 revision: build.revision,
                 arch,
                 install_type,
@@ -323,6 +415,49 @@ mod tests {
             parse_snapshot(bad_date.as_bytes()).unwrap_err().path,
             "lastSeen"
         );
+    }
+
+    #[test]
+    fn software_by_vendor_and_name_and_kb_sources() {
+        let v = VALID.replace(
+            r#"{"id": "microsoft-_-internet_explorer", "version": "11.0"}"#,
+            r#"{"vendor": "Microsoft", "name": "Internet  Explorer", "version": "11.0"}"#,
+        );
+        let v = v.replace(
+            r#""installedKbsComplete": true,"#,
+            r#""installedKbsComplete": true, "installedKbsSources": ["systeminfo", "wmicQfe"],"#,
+        );
+        let s = parse_snapshot(v.as_bytes()).unwrap();
+        assert_eq!(s.installed_kbs_sources, vec![KbSource::Systeminfo, KbSource::WmicQfe]);
+        let f = s.facts().unwrap();
+        assert_eq!(f.software.get(&SoftwareId::microsoft("internet_explorer")), Some(&Some("11.0".into())));
+        // Round trip keeps what the client sent.
+        let again = parse_snapshot(serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
+        assert_eq!(again, s);
+        let both = VALID.replace(r#""version": "11.0""#, r#""vendor": "microsoft", "name": "x""#);
+        assert_eq!(parse_snapshot(both.as_bytes()).unwrap_err().path, "software[0].id");
+        let no_name = VALID.replace(r#""id": "microsoft-_-internet_explorer""#, r#""vendor": "microsoft""#);
+        assert_eq!(parse_snapshot(no_name.as_bytes()).unwrap_err().path, "software[0].name");
+        let bad_source = VALID.replace(r#""installedKbsComplete": true,"#, r#""installedKbsSources": ["floppy"],"#);
+        assert_eq!(parse_snapshot(bad_source.as_bytes()).unwrap_err().path, "installedKbsSources[0]");
+    }
+
+    #[test]
+    fn old_platforms_and_build_repairs() {
+        let os = |platform: &str, build: &str| {
+            let v = VALID.replace("Windows10", platform).replace("10.0.19045.3570", build);
+            let f = parse_snapshot(v.as_bytes()).unwrap().facts().unwrap();
+            let os = f.os.unwrap();
+            (os.software.to_string(), os.build)
+        };
+        assert_eq!(os("WindowsXP", "5.1.2600"), ("microsoft-_-windows_xp".into(), 2600));
+        assert_eq!(os("WindowsVista", "6.0.6002.24000"), ("microsoft-_-windows_vista".into(), 6002));
+        assert_eq!(os("WindowsServer2003R2", "5.2.3790"), ("microsoft-_-windows_server_2003".into(), 3790));
+        assert_eq!(os("Windows8", "6.2.9200"), ("microsoft-_-windows_8".into(), 9200));
+        // Server 2008 SP2 before the April 2019 bump: the catalog's 6003 branch.
+        assert_eq!(os("WindowsServer2008", "6.0.6002.18005"), ("microsoft-_-windows_server_2008".into(), 6003));
+        // "Windows 10" at a Windows 11 build is Windows 11.
+        assert_eq!(os("Windows10", "10.0.22631.3007"), ("microsoft-_-windows_11".into(), 22631));
     }
 
     #[test]

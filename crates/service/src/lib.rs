@@ -1,12 +1,13 @@
 //! kbgap's application services, shared by the HTTP API and the CLI: compiling and importing
 //! the catalog, ingesting snapshots, re-evaluating machines and answering the missing-KB query.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::CvrfDocument;
-use kbgap_domain::{evaluate, Catalog, KbId, MachineId, SoftwareId, TenantId};
+use kbgap_domain::{evaluate, Catalog, Evaluation, KbId, MachineFacts, MachineId, SoftwareId, TenantId};
 use kbgap_inventory::{Snapshot, SnapshotError};
 use kbgap_store::{CatalogState, ImportSummary, MachineRecord, Store, StoreError};
 use time::{Date, OffsetDateTime};
@@ -56,11 +57,73 @@ pub fn compile(docs: &[CvrfDocument], as_of: Option<Date>) -> Catalog {
     )
 }
 
-/// A compiled catalog and the stored generation it was compiled from.
+/// A compiled catalog, the stored generation it was compiled from, and the evaluations of the
+/// machine classes seen with it.
 #[derive(Debug)]
 pub struct CompiledCatalog {
     pub catalog: Catalog,
     pub generation: i64,
+    classes: EvaluationClasses,
+}
+
+impl CompiledCatalog {
+    pub fn new(catalog: Catalog, generation: i64) -> CompiledCatalog {
+        CompiledCatalog {
+            catalog,
+            generation,
+            classes: EvaluationClasses::default(),
+        }
+    }
+
+    /// Evaluates a machine, once per equivalence class: machines with identical evaluation
+    /// inputs share one evaluation.
+    pub fn evaluate(&self, facts: &MachineFacts) -> Arc<Evaluation> {
+        self.classes.evaluate(&self.catalog, facts)
+    }
+
+    /// How many distinct machine classes have been evaluated with this catalog.
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+}
+
+/// The most classes kept per catalog; past it the memo starts over (a fleet rarely has more
+/// than a few thousand classes, so this only bounds pathological input).
+const MAX_CLASSES: usize = 200_000;
+
+/// Evaluations by machine class. The key is everything evaluation reads (`MachineFacts`), so a
+/// hit is exactly the evaluation the machine would get.
+#[derive(Debug, Default)]
+struct EvaluationClasses {
+    map: Mutex<HashMap<MachineFacts, Arc<Evaluation>>>,
+}
+
+impl EvaluationClasses {
+    fn evaluate(&self, catalog: &Catalog, facts: &MachineFacts) -> Arc<Evaluation> {
+        if let Some(hit) = self.lock().get(facts) {
+            return hit.clone();
+        }
+        // Evaluate outside the lock: two threads may evaluate one class at once, both get the
+        // same answer.
+        let evaluation = Arc::new(evaluate(catalog, facts));
+        let mut map = self.lock();
+        if map.len() >= MAX_CLASSES {
+            map.clear();
+        }
+        map.insert(facts.clone(), evaluation.clone());
+        evaluation
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MachineFacts, Arc<Evaluation>>> {
+        match self.map.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
 }
 
 /// The catalog in memory, swapped whole when the stored generation changes, so readers
@@ -110,10 +173,10 @@ fn load_compiled(store: &dyn Store) -> Result<CompiledCatalog> {
     // older than the documents and the next refresh compiles again.
     let state = store.catalog_state()?;
     let docs = store.load_documents()?;
-    Ok(CompiledCatalog {
-        catalog: compile(&docs, state.as_of),
-        generation: state.generation,
-    })
+    Ok(CompiledCatalog::new(
+        compile(&docs, state.as_of),
+        state.generation,
+    ))
 }
 
 /// What a catalog import did.
@@ -166,8 +229,9 @@ pub fn import_catalog(
         // A batch may hold two revisions of one document: keep the newest.
         merged.sort_by(|a, b| (&a.id, b.current_release).cmp(&(&b.id, a.current_release)));
         merged.dedup_by(|later, first| later.id == first.id);
-        let catalog = compile(&merged, as_of);
-        let results = reevaluate_all(store, &catalog)?;
+        let compiled = CompiledCatalog::new(compile(&merged, as_of), state.generation + 1);
+        let catalog = &compiled.catalog;
+        let results = reevaluate_all(store, &compiled)?;
         let kbs: Vec<KbInfo> = catalog.kb_infos().cloned().collect();
         match store.import_catalog(
             docs,
@@ -194,7 +258,11 @@ pub fn import_catalog(
     Err(ServiceError::Contention("the catalog import"))
 }
 
-fn reevaluate_all(store: &dyn Store, catalog: &Catalog) -> Result<Vec<(TenantId, MachineRecord)>> {
+/// Re-evaluates every stored machine: once per equivalence class, not once per machine.
+fn reevaluate_all(
+    store: &dyn Store,
+    catalog: &CompiledCatalog,
+) -> Result<Vec<(TenantId, MachineRecord)>> {
     let mut out = Vec::new();
     for (tenant, machine, json) in store.all_machines()? {
         let snapshot = kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| {
@@ -211,7 +279,7 @@ fn reevaluate_all(store: &dyn Store, catalog: &Catalog) -> Result<Vec<(TenantId,
 }
 
 fn record(
-    catalog: &Catalog,
+    catalog: &CompiledCatalog,
     id: MachineId,
     snapshot: &Snapshot,
     json: String,
@@ -220,7 +288,7 @@ fn record(
         id,
         last_seen: snapshot.last_seen.unix_timestamp(),
         snapshot: json,
-        evaluation: evaluate(catalog, &snapshot.facts()?),
+        evaluation: catalog.evaluate(&snapshot.facts()?),
     })
 }
 
@@ -260,7 +328,7 @@ pub fn ingest(
                 path: ".".into(),
                 message: e.to_string(),
             })?;
-            records.push(record(&compiled.catalog, id, s, json)?);
+            records.push(record(&compiled, id, s, json)?);
         }
         match store.put_machines(
             tenant,
@@ -336,4 +404,195 @@ pub fn sweep(store: &dyn Store, now: OffsetDateTime, retention: Retention) -> Re
 /// The catalog state as stored, for status output.
 pub fn catalog_state(store: &dyn Store) -> Result<CatalogState> {
     Ok(store.catalog_state()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog sync from the MSRC API (`kbgap catalog sync`).
+// ---------------------------------------------------------------------------------------------
+
+/// What a catalog sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Documents in the API's listing.
+    pub listed: usize,
+    /// Whether the listing answered 304 Not Modified (the remembered listing was used).
+    pub listing_not_modified: bool,
+    /// Documents fetched because the store lacks them or holds an older revision.
+    pub fetched: Vec<String>,
+    /// The import of the fetched documents; `None` when nothing changed.
+    pub import: Option<ImportReport>,
+    /// The catalog generation active after the sync.
+    pub generation: i64,
+}
+
+/// A failed sync. Nothing was stored: the previous catalog generation stays active.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncFailure {
+    #[error("catalog sync failed; catalog generation {generation} stays active: {source}")]
+    Fetch {
+        generation: i64,
+        #[source]
+        source: kbgap_catalog::sync::SyncError,
+    },
+    #[error("catalog sync failed; the previous catalog stays active: {0}")]
+    Service(#[from] ServiceError),
+}
+
+/// Syncs the catalog with the MSRC API: reads the updates listing (conditionally, with the
+/// validator remembered in `state`), fetches every document whose `CurrentReleaseDate` is
+/// newer than the stored revision (or that is not stored), and imports them with
+/// [`import_catalog`]: one transaction, one new generation. Any failure — a document that
+/// does not download or parse — stores nothing and names the document. `state` is updated
+/// only when the sync succeeds. `progress` is told each document as it is fetched.
+pub fn sync_catalog(
+    store: &dyn Store,
+    client: &kbgap_catalog::sync::MsrcClient,
+    state: &mut kbgap_catalog::sync::SyncState,
+    as_of: Option<Date>,
+    now: OffsetDateTime,
+    retention: Retention,
+    progress: &mut dyn FnMut(&str),
+) -> std::result::Result<SyncReport, SyncFailure> {
+    use kbgap_catalog::sync::{Fetched, SyncState, Validator};
+
+    let before = store.catalog_state().map_err(ServiceError::from)?;
+    let fail = |source| SyncFailure::Fetch {
+        generation: before.generation,
+        source,
+    };
+    // Validators and the remembered listing belong to the server that gave them.
+    let base = client.config().base_url.clone();
+    let mut next = if state.base_url == base {
+        state.clone()
+    } else {
+        SyncState {
+            base_url: base,
+            ..SyncState::default()
+        }
+    };
+    let previous = if next.entries.is_empty() {
+        Validator::default()
+    } else {
+        next.listing.clone()
+    };
+    let listing_not_modified = match client.updates(&previous).map_err(fail)? {
+        Fetched::NotModified => true,
+        Fetched::Fresh { value, validator } => {
+            next.entries = value;
+            next.listing = validator;
+            false
+        }
+    };
+
+    let stubs: Vec<CvrfDocument> = next.entries.iter().map(|e| e.stub()).collect();
+    let plan = store.plan_import(&stubs).map_err(ServiceError::from)?;
+    if plan.stored.is_empty() && before.as_of == as_of && before.generation > 0 {
+        *state = next;
+        return Ok(SyncReport {
+            listed: stubs.len(),
+            listing_not_modified,
+            fetched: Vec::new(),
+            import: None,
+            generation: before.generation,
+        });
+    }
+
+    // Oldest first, so progress and the report read in release order.
+    let mut todo: Vec<kbgap_catalog::sync::UpdateEntry> = next
+        .entries
+        .iter()
+        .filter(|e| plan.stored.contains(&e.id))
+        .cloned()
+        .collect();
+    todo.sort_by(|a, b| (a.initial_release, &a.id).cmp(&(b.initial_release, &b.id)));
+    let mut docs = Vec::with_capacity(todo.len());
+    for entry in &todo {
+        progress(&entry.id);
+        let remembered = next.documents.get(&entry.id).cloned().unwrap_or_default();
+        let fetched = match client.document(entry, &remembered).map_err(fail)? {
+            // The listing says the store lacks this revision, so a 304 means the remembered
+            // validator is stale: ask again without it.
+            Fetched::NotModified => client
+                .document(entry, &Validator::default())
+                .map_err(fail)?,
+            fresh => fresh,
+        };
+        match fetched {
+            Fetched::Fresh { value, validator } => {
+                next.documents.insert(entry.id.clone(), validator);
+                docs.push(value);
+            }
+            Fetched::NotModified => {
+                return Err(fail(kbgap_catalog::sync::SyncError::Http {
+                    url: entry.cvrf_url.clone(),
+                    what: "answered 304 Not Modified to an unconditional request".into(),
+                    attempts: 1,
+                }))
+            }
+        }
+    }
+    let report = import_catalog(store, &docs, as_of, now, retention)?;
+    *state = next;
+    Ok(SyncReport {
+        listed: stubs.len(),
+        listing_not_modified,
+        fetched: docs.iter().map(|d| d.id.clone()).collect(),
+        generation: report.generation,
+        import: Some(report),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Explanations (`kbgap explain`, `GET /api/machines/{id}/missingkbs/explain`).
+// ---------------------------------------------------------------------------------------------
+
+/// One stored machine's evaluation with its evidence.
+#[derive(Debug, Clone)]
+pub struct MachineExplanation {
+    pub machine: MachineId,
+    pub facts: MachineFacts,
+    pub generation: i64,
+    pub explanation: kbgap_domain::Explanation,
+}
+
+/// Explains a stored machine of the tenant against the loaded catalog, for every applicable
+/// KB or only `kb`. `None` when the tenant has no such machine.
+pub fn explain_machine(
+    store: &dyn Store,
+    catalog: &CompiledCatalog,
+    tenant: &TenantId,
+    machine: &MachineId,
+    kb: Option<KbId>,
+) -> Result<Option<MachineExplanation>> {
+    let Some(json) = store.machine_snapshot(tenant, machine)? else {
+        return Ok(None);
+    };
+    let snapshot = kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| {
+        ServiceError::StoredSnapshot {
+            tenant: tenant.clone(),
+            machine: machine.clone(),
+            error: e.to_string(),
+        }
+    })?;
+    let facts = snapshot.facts()?;
+    let mut explanation = kbgap_domain::explain(&catalog.catalog, &facts);
+    if let Some(kb) = kb {
+        explanation.kbs.retain(|k| k.verdict.kb == kb);
+    }
+    Ok(Some(MachineExplanation {
+        machine: machine.clone(),
+        facts,
+        generation: catalog.generation,
+        explanation,
+    }))
+}
+
+/// The tenant's active machines that are indeterminate for a software: kbgap could not tell
+/// whether some applicable KB is present, so they count as missing nothing.
+pub fn indeterminate_machines(
+    store: &dyn Store,
+    tenant: &TenantId,
+    software: &SoftwareId,
+) -> Result<Vec<MachineId>> {
+    Ok(store.indeterminate_machines(tenant, software)?)
 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::engine::{Rule, Satisfied};
 use kbgap_domain::{
-    evaluate, Arch, Catalog, Evaluation, InstallType, KbId, MachineFacts, OsFacts, SoftwareId,
+    explain, Arch, Catalog, Explanation, InstallType, KbId, MachineFacts, OsFacts, SoftwareId,
 };
 
 const ARCHIVE: &str = concat!(
@@ -65,25 +65,26 @@ fn with_kbs(mut m: MachineFacts, kbs: &[u32], complete: bool) -> MachineFacts {
     m
 }
 
-fn missing(e: &Evaluation, os: &str) -> Vec<u32> {
-    e.missing
+fn missing(e: &Explanation, os: &str) -> Vec<u32> {
+    e.evaluation
+        .missing
         .get(&sw(os))
         .map(|s| s.iter().map(|k| k.number()).collect())
         .unwrap_or_default()
 }
 
-fn verdict(e: &Evaluation, n: u32) -> (Satisfied, Rule) {
+fn verdict(e: &Explanation, n: u32) -> (Satisfied, Rule) {
     let v = e
-        .verdicts
+        .kbs
         .iter()
-        .find(|v| v.kb == kb(n))
+        .find(|v| v.verdict.kb == kb(n))
         .unwrap_or_else(|| panic!("KB{n} is not applicable"));
-    (v.satisfied, v.rule)
+    (v.verdict.satisfied, v.verdict.rule)
 }
 
 #[test]
 fn case_01_equal_build_is_not_missing() {
-    let e = evaluate(
+    let e = explain(
         jan_2024(),
         &machine("windows_10", "10.0.19045.3570", Arch::X64),
     );
@@ -93,7 +94,7 @@ fn case_01_equal_build_is_not_missing() {
 
 #[test]
 fn case_02_only_the_frontier_is_missing() {
-    let e = evaluate(
+    let e = explain(
         jan_2024(),
         &machine("windows_10", "10.0.19045.3570", Arch::X64),
     );
@@ -101,15 +102,15 @@ fn case_02_only_the_frontier_is_missing() {
         assert_eq!(verdict(&e, n), (Satisfied::No, Rule::Build), "KB{n}");
     }
     assert_eq!(missing(&e, "windows_10"), vec![5034122]);
-    assert!(e.indeterminate.is_empty());
+    assert!(e.evaluation.indeterminate.is_empty());
 }
 
 #[test]
 fn case_03_sibling_versions_share_a_branch() {
     let cat = jan_2024();
-    let e21 = evaluate(cat, &machine("windows_10", "10.0.19044.3693", Arch::X86));
+    let e21 = explain(cat, &machine("windows_10", "10.0.19044.3693", Arch::X86));
     assert_eq!(verdict(&e21, 5032189), (Satisfied::Yes, Rule::Build));
-    let e22 = evaluate(cat, &machine("windows_10", "10.0.19045.3693", Arch::X64));
+    let e22 = explain(cat, &machine("windows_10", "10.0.19045.3693", Arch::X64));
     assert_eq!(verdict(&e22, 5032189), (Satisfied::Yes, Rule::Build));
     assert_eq!(missing(&e22, "windows_10"), vec![5034122]);
 }
@@ -118,7 +119,7 @@ fn case_03_sibling_versions_share_a_branch() {
 fn case_04_chain_without_help_from_msrc() {
     let cat = jan_2024();
     // Build evidence: the December update covers November's.
-    let e = evaluate(
+    let e = explain(
         cat,
         &machine("windows_server_2019", "10.0.17763.5206", Arch::X64),
     );
@@ -130,7 +131,7 @@ fn case_04_chain_without_help_from_msrc() {
         &[5033371],
         true,
     );
-    let e = evaluate(cat, &m);
+    let e = explain(cat, &m);
     assert_eq!(verdict(&e, 5032196), (Satisfied::Yes, Rule::InstalledKb));
     assert_eq!(verdict(&e, 5033371), (Satisfied::Yes, Rule::InstalledKb));
     assert_eq!(missing(&e, "windows_server_2019"), vec![5034127]);
@@ -143,7 +144,7 @@ fn case_05_an_old_kb_is_no_cover() {
         &[5031361],
         false,
     );
-    let e = evaluate(jan_2024(), &m);
+    let e = explain(jan_2024(), &m);
     assert_eq!(missing(&e, "windows_server_2019"), vec![5034127]);
 }
 
@@ -154,18 +155,18 @@ fn case_08_a_machine_newer_than_the_catalog() {
         &[5034763],
         false,
     );
-    let e = evaluate(jan_2024(), &m);
-    assert!(e.missing.is_empty(), "{:?}", e.missing);
+    let e = explain(jan_2024(), &m);
+    assert!(e.evaluation.missing.is_empty(), "{:?}", e.evaluation.missing);
 }
 
 #[test]
 fn case_09_no_revision_and_no_kb_list_is_indeterminate() {
-    let e = evaluate(jan_2024(), &machine("windows_11", "10.0.22631", Arch::X64));
-    assert!(e.missing.is_empty());
-    assert!(!e.verdicts.is_empty());
-    assert!(e.verdicts.iter().all(|v| v.satisfied == Satisfied::Unknown));
+    let e = explain(jan_2024(), &machine("windows_11", "10.0.22631", Arch::X64));
+    assert!(e.evaluation.missing.is_empty());
+    assert!(!e.kbs.is_empty());
+    assert!(e.kbs.iter().all(|v| v.verdict.satisfied == Satisfied::Unknown));
     assert_eq!(
-        e.indeterminate,
+        e.evaluation.indeterminate,
         [sw("windows_11")].into_iter().collect::<BTreeSet<_>>()
     );
 }
@@ -177,7 +178,7 @@ fn case_10_build_beats_the_kb_list() {
         &[5034122],
         false,
     );
-    let e = evaluate(jan_2024(), &m);
+    let e = explain(jan_2024(), &m);
     assert_eq!(verdict(&e, 5034122), (Satisfied::No, Rule::Build));
     assert_eq!(missing(&e, "windows_10"), vec![5034122]);
 }
@@ -190,19 +191,19 @@ fn case_11_pending_restart_is_missing() {
         false,
     );
     m.pending_kbs = [kb(5034122)].into_iter().collect();
-    let e = evaluate(jan_2024(), &m);
+    let e = explain(jan_2024(), &m);
     assert_eq!(verdict(&e, 5034122), (Satisfied::No, Rule::PendingRestart));
-    assert!(e.pending_restart);
+    assert!(e.evaluation.pending_restart);
     assert_eq!(missing(&e, "windows_10"), vec![5034122]);
 }
 
 #[test]
 fn case_12_wrong_branch_fixed_build_is_not_applicable() {
-    let e = evaluate(
+    let e = explain(
         jan_2024(),
         &machine("windows_10", "10.0.19044.3570", Arch::X86),
     );
-    assert!(!e.verdicts.iter().any(|v| v.kb == kb(5032192)));
+    assert!(!e.kbs.iter().any(|v| v.verdict.kb == kb(5032192)));
     assert_eq!(verdict(&e, 5032189), (Satisfied::No, Rule::Build));
     assert!(jan_2024()
         .repairs()
@@ -215,11 +216,11 @@ fn case_12_wrong_branch_fixed_build_is_not_applicable() {
 #[test]
 fn case_13_architectures_count_separately_and_cves_once() {
     let cut = kbgap_service::compile(documents(), Some(time::macros::date!(2020 - 01 - 31)));
-    let x86 = evaluate(
+    let x86 = explain(
         &cut,
         &with_kbs(machine("windows_10", "10.0.17763", Arch::X86), &[], true),
     );
-    let x64 = evaluate(
+    let x64 = explain(
         &cut,
         &with_kbs(machine("windows_10", "10.0.17763", Arch::X64), &[], true),
     );
@@ -252,4 +253,233 @@ fn case_19_the_documentation_example() {
         "https://catalog.update.microsoft.com/v7/site/Search.aspx?q=KB4540673"
     );
     assert_eq!(cat.cve_addressed(&sw("edge"), kb(4540673)), 14);
+}
+
+fn cut(y: i32, m: u8, d: u8) -> Catalog {
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
+    kbgap_service::compile(documents(), Some(date))
+}
+
+fn outcome(e: &Explanation, n: u32, os: &str) -> kbgap_domain::engine::Outcome {
+    e.kbs
+        .iter()
+        .find(|k| k.verdict.kb == kb(n))
+        .and_then(|k| k.outcomes.iter().find(|o| o.software == sw(os)))
+        .map(|o| o.outcome.clone())
+        .unwrap_or_else(|| panic!("no outcome for KB{n}"))
+}
+
+#[test]
+fn case_04_a_chain_link_msrc_leaves_out_comes_from_the_implied_order() {
+    // KB5043080, the September 2024 update of Windows 11 24H2 (26100.1742), has an empty
+    // Supercedence; August's KB5041571 (26100.1457) comes before it in the chain.
+    let cat = cut(2024, 9, 30);
+    assert!(cat.repairs().iter().any(|r| r.kb == kb(5043080)
+        && r.kind == kbgap_domain::catalog::RepairKind::ChainLinkMissing
+        && r.product_name == "windows_11 branch 26100 x64"
+        && r.evidence.ends_with("the previous cumulative update of the chain is KB5041571")));
+    let m = with_kbs(machine("windows_11", "10.0.26100", Arch::X64), &[5043080], true);
+    let e = explain(&cat, &m);
+    assert_eq!(verdict(&e, 5041571), (Satisfied::Yes, Rule::InstalledKb));
+    let k = e.kbs.iter().find(|k| k.verdict.kb == kb(5041571)).unwrap();
+    assert_eq!(k.verdict.covered_by, Some(kb(5043080)));
+    assert_eq!(k.chain, vec![kb(5043080), kb(5041571)]);
+    assert!(e.evaluation.missing.get(&sw("windows_11")).is_none_or(|m| !m.contains(&kb(5041571))));
+}
+
+#[test]
+fn servicing_stack_updates_stay_out_of_the_cumulative_chain() {
+    // October 2024: the SSU KB5047621 carries FixedBuild 26100.2303, above the LCU's .2033.
+    let cat = cut(2024, 10, 31);
+    let e = explain(&cat, &machine("windows_11", "10.0.26100.1742", Arch::X64));
+    assert_eq!(missing(&e, "windows_11"), vec![5044284]);
+}
+
+#[test]
+fn case_06_hotpatch() {
+    let cat = cut(2023, 9, 30);
+    let mut enrolled = machine("windows_server_2022", "10.0.20348.1964", Arch::X64);
+    enrolled.os.as_mut().unwrap().hotpatch_enrolled = true;
+    let e = explain(&cat, &enrolled);
+    assert_eq!(verdict(&e, 5030325), (Satisfied::Yes, Rule::Build));
+    assert!(!e.kbs.iter().any(|k| k.verdict.kb == kb(5030216)), "the LCU is not applicable");
+    assert!(e.evaluation.missing.is_empty(), "{:?}", e.evaluation.missing);
+
+    let e = explain(&cat, &machine("windows_server_2022", "10.0.20348.1906", Arch::X64));
+    assert!(!e.kbs.iter().any(|k| k.verdict.kb == kb(5030325)), "no hotpatch when not enrolled");
+    assert_eq!(missing(&e, "windows_server_2022"), vec![5030216]);
+}
+
+#[test]
+fn case_07_alternative_remediations() {
+    // March 2017: Security Only KB4012213 and Monthly Rollup KB4012216 both fix CVE-2017-0143.
+    let cat = cut(2017, 3, 31);
+    let m = with_kbs(
+        machine("windows_server_2012_r2", "6.3.9600", Arch::X64),
+        &[4012213],
+        true,
+    );
+    let e = explain(&cat, &m);
+    assert_eq!(verdict(&e, 4012213), (Satisfied::Yes, Rule::InstalledKb));
+    assert_eq!(verdict(&e, 4012216), (Satisfied::No, Rule::CompleteKbList));
+    // The machine is on the Security Only track: the rollup is reported through nothing but
+    // the older Security Only updates it would also replace, never for CVE-2017-0143.
+    let reported = missing(&e, "windows_server_2012_r2");
+    assert!(!reported.contains(&4012216), "{reported:?}");
+    match outcome(&e, 4012216, "windows_server_2012_r2") {
+        kbgap_domain::engine::Outcome::Alternative { reported: r } => {
+            assert!(!r.is_empty());
+            assert!(r.iter().all(|k| reported.contains(&k.number())));
+        }
+        other => panic!("{other:?}"),
+    }
+    // On the rollup track (nothing installed), the rollup is reported and the Security Only
+    // update of the month is its alternative. (The standalone updates from before the rollups
+    // began in October 2016 are missing on both tracks: no rollup contains them.)
+    let e = explain(&cat, &with_kbs(machine("windows_server_2012_r2", "6.3.9600", Arch::X64), &[], true));
+    let reported = missing(&e, "windows_server_2012_r2");
+    assert!(reported.contains(&4012216));
+    assert!(!reported.contains(&4012213));
+    assert_eq!(
+        outcome(&e, 4012213, "windows_server_2012_r2"),
+        kbgap_domain::engine::Outcome::Alternative { reported: vec![kb(4012216)] }
+    );
+}
+
+#[test]
+fn case_14_server_core_counts_once_and_matches() {
+    let cat = jan_2024();
+    let mut core = machine("windows_server_2019", "10.0.17763.5206", Arch::X64);
+    core.os.as_mut().unwrap().install_type = InstallType::ServerCore;
+    let e = explain(cat, &core);
+    assert_eq!(missing(&e, "windows_server_2019"), vec![5034127]);
+    let products = &e.kbs.iter().find(|k| k.verdict.kb == kb(5034127)).unwrap().products;
+    assert!(products.contains(&"Windows Server 2019 (Server Core installation)".to_string()));
+    // CVEs listed for both installations count once: 33 distinct in the January document.
+    assert_eq!(cat.cve_addressed(&sw("windows_server_2019"), kb(5034127)), 33);
+}
+
+#[test]
+fn case_15_a_kb_shared_by_two_versions_and_a_hotpatch_not_taken() {
+    let cat = cut(2026, 5, 31);
+    let e = explain(&cat, &machine("windows_11", "10.0.26200.8390", Arch::X64));
+    assert!(!e.kbs.iter().any(|k| k.verdict.kb == kb(5089466)));
+    assert_eq!(missing(&e, "windows_11"), vec![5089549]);
+    let e = explain(&cat, &machine("windows_11", "10.0.26100.8200", Arch::X64));
+    assert_eq!(missing(&e, "windows_11"), vec![5089549]);
+    let e = explain(&cat, &machine("windows_11", "10.0.26100.8457", Arch::X64));
+    assert!(e.evaluation.missing.is_empty());
+}
+
+#[test]
+fn case_16_version_fixed_products_never_yield_kbs() {
+    let cat = full();
+    assert_eq!(cat.entries_for(&sw("edge_chromium-based")).count(), 0);
+    let mut m = machine("windows_10", "10.0.19045.3570", Arch::X64);
+    m.software.insert(sw("edge_chromium-based"), Some("120.0.2210.61".into()));
+    let e = explain(cat, &m);
+    assert!(e.evaluation.software.contains(&sw("edge_chromium-based")));
+    assert!(!e.evaluation.missing.contains_key(&sw("edge_chromium-based")));
+    // A FixedBuild that is not a build is never parsed as one.
+    assert_eq!(kbgap_domain::WindowsBuild::parse("https://aka.ms/OfficeSecurityReleases"), None);
+}
+
+#[test]
+fn equivalence_classes_give_the_same_counts_as_machines() {
+    // Random machines from a small pool of real states: counting per machine and per class
+    // must agree exactly.
+    let cat = jan_2024();
+    let compiled = kbgap_service::CompiledCatalog::new(cut(2024, 1, 31), 1);
+    let oses = [
+        ("windows_10", 19045u32, [3570u32, 3693, 3803, 3930]),
+        ("windows_10", 19044, [3570, 3693, 3803, 3930]),
+        ("windows_server_2019", 17763, [4974, 5122, 5206, 5329]),
+        ("windows_11", 22631, [2428, 2715, 2861, 3007]),
+    ];
+    let kbs = [5031356, 5032189, 5033372, 5034122, 5031361, 5032196, 5033371];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut per_machine: std::collections::BTreeMap<(SoftwareId, KbId), u32> = Default::default();
+    let mut per_class = per_machine.clone();
+    for _ in 0..3000 {
+        let (os, build, revs) = oses[next(oses.len())];
+        let rev = match next(5) {
+            4 => String::new(),
+            i => format!(".{}", revs[i]),
+        };
+        let mut m = machine(os, &format!("10.0.{build}{rev}"), Arch::X64);
+        let picked: Vec<u32> = kbs.iter().copied().filter(|_| next(3) == 0).collect();
+        m = with_kbs(m, &picked, next(2) == 0);
+        for (s, ks) in &kbgap_domain::evaluate(cat, &m).missing {
+            for k in ks {
+                *per_machine.entry((s.clone(), *k)).or_default() += 1;
+            }
+        }
+        for (s, ks) in &compiled.evaluate(&m).missing {
+            for k in ks {
+                *per_class.entry((s.clone(), *k)).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(per_machine, per_class);
+    assert!(per_machine.values().sum::<u32>() > 1000);
+    assert!(compiled.class_count() < 3000, "{}", compiled.class_count());
+}
+
+#[test]
+fn case_18_retention_window_and_sweep() {
+    use kbgap_service::Retention;
+    use kbgap_store::{SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    kbgap_service::import_catalog(
+        &store,
+        documents(),
+        Some(time::macros::date!(2024 - 01 - 31)),
+        now,
+        Retention::default(),
+    )
+    .unwrap();
+    let holder = kbgap_service::CatalogHolder::load(&store).unwrap();
+    let tenant = kbgap_domain::TenantId::parse("t-retention").unwrap();
+    let snapshot = |id: &str, days: i64| {
+        let seen = (now - time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        kbgap_inventory::parse_snapshot(
+            format!(r#"{{"id":"{id}","lastSeen":"{seen}","osPlatform":"Windows10","osBuild":"10.0.19045.3570","osArchitecture":"x64"}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    kbgap_service::ingest(
+        &store,
+        &holder,
+        &tenant,
+        &[snapshot("fresh", 29), snapshot("stale", 31)],
+        now,
+        Retention::default(),
+    )
+    .unwrap();
+    let w10 = sw("windows_10");
+    let rows = kbgap_service::missing_kbs(&store, &holder.current().catalog, &tenant, &w10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].kb.number(), rows[0].machines), (5034122, 1));
+    // Two days later the fresh machine has aged out too: the sweep removes it, no ingest needed.
+    let later = now + time::Duration::days(2);
+    assert_eq!(kbgap_service::sweep(&store, later, Retention::default()).unwrap(), 1);
+    assert_eq!(kbgap_service::sweep(&store, later, Retention::default()).unwrap(), 0);
+    assert!(!store.software_known(&tenant, &w10).unwrap());
+    assert_eq!(
+        kbgap_service::missing_kbs(&store, &holder.current().catalog, &tenant, &w10).unwrap(),
+        None
+    );
 }

@@ -50,7 +50,8 @@ pub struct MachineRecord {
     pub last_seen: i64,
     /// The snapshot as JSON, kept so that a new catalog can re-evaluate the machine.
     pub snapshot: String,
-    pub evaluation: Evaluation,
+    /// Shared by every machine of the same equivalence class.
+    pub evaluation: std::sync::Arc<Evaluation>,
 }
 
 /// What an import changed.
@@ -120,6 +121,14 @@ pub trait Store: Send + Sync {
     /// KBs missing on at least one active machine, with how many.
     fn missing_counts(&self, tenant: &TenantId, software: &SoftwareId)
         -> Result<Vec<MissingCount>>;
+
+    /// Active machines of the tenant that are indeterminate for the software: an applicable
+    /// KB could be neither proven present nor absent.
+    fn indeterminate_machines(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> Result<Vec<MachineId>>;
 
     /// The stored snapshot of one machine.
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>>;

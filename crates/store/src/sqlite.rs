@@ -265,30 +265,27 @@ fn write_document(tx: &Transaction, doc: &CvrfDocument) -> Result<()> {
 
 /// Subtracts a counted machine's contribution from the counts.
 fn uncount(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
-    tx.execute(
+    // Cached statements: ingestion runs these once per replaced machine.
+    tx.prepare_cached(
         "UPDATE software_counts SET machines = machines - 1
          WHERE tenant_id = ?1 AND software IN
            (SELECT software FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2)",
-        params![tenant, machine],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![tenant, machine])?;
+    tx.prepare_cached(
         "UPDATE missing_counts SET machines = machines - 1
          WHERE tenant_id = ?1 AND (software, kb) IN
            (SELECT software, kb FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2)",
-        params![tenant, machine],
-    )?;
+    )?
+    .execute(params![tenant, machine])?;
     Ok(())
 }
 
 fn delete_results(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
-    tx.execute(
-        "DELETE FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2",
-        params![tenant, machine],
-    )?;
-    tx.execute(
-        "DELETE FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2",
-        params![tenant, machine],
-    )?;
+    tx.prepare_cached("DELETE FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2")?
+        .execute(params![tenant, machine])?;
+    tx.prepare_cached("DELETE FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2")?
+        .execute(params![tenant, machine])?;
     Ok(())
 }
 
@@ -350,10 +347,18 @@ fn is_counted(tx: &Transaction, tenant: &str, machine: &str) -> Result<Option<bo
 
 fn put_machine(tx: &Transaction, tenant: &str, m: &MachineRecord, active_since: i64) -> Result<()> {
     let id = m.id.as_str();
-    if is_counted(tx, tenant, id)? == Some(true) {
-        uncount(tx, tenant, id)?;
+    let stored: Option<bool> = tx
+        .prepare_cached("SELECT counted FROM machines WHERE tenant_id = ?1 AND machine_id = ?2")?
+        .query_row(params![tenant, id], |r| r.get(0))
+        .optional()?;
+    // A machine not stored has no results to remove: every path that deletes a machine
+    // deletes its results in the same transaction.
+    if let Some(counted) = stored {
+        if counted {
+            uncount(tx, tenant, id)?;
+        }
+        delete_results(tx, tenant, id)?;
     }
-    delete_results(tx, tenant, id)?;
     let counted = m.last_seen >= active_since;
     tx.prepare_cached(
         "INSERT INTO machines (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart)
@@ -656,6 +661,30 @@ impl Store for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()?)
+        })
+    }
+
+    fn indeterminate_machines(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> Result<Vec<MachineId>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.machine_id FROM machine_software s
+                 JOIN machines m ON m.tenant_id = s.tenant_id AND m.machine_id = s.machine_id
+                 WHERE s.tenant_id = ?1 AND s.software = ?2 AND s.indeterminate = 1
+                   AND m.counted = 1
+                 ORDER BY s.machine_id",
+            )?;
+            let rows = stmt.query_map(params![tenant.as_str(), software.as_str()], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(MachineId::parse(&row?).map_err(corrupt)?);
+            }
+            Ok(out)
         })
     }
 

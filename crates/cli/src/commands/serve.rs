@@ -5,8 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use kbgap_api::{Application, Services};
-use kbgap_auth::{DevIssuer, StaticJwks, Validator, ValidatorConfig};
+use kbgap_api::ratelimit::InProcessLimiter;
+use kbgap_api::{Application, Security, Services};
+use kbgap_auth::{
+    DevIssuer, RefreshOutcome, RemoteJwks, RemoteJwksConfig, StaticJwks, TokenCache, TrustedIssuer,
+    Validator, ValidatorConfig,
+};
 use kbgap_domain::TenantId;
 use kbgap_service::CatalogHolder;
 use kbgap_store::Store;
@@ -21,7 +25,7 @@ pub async fn serve(
     on_ready: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
 ) -> anyhow::Result<()> {
     let api = config::api_config(flags, file)?;
-    let auth = config::auth_settings(flags, file);
+    let auth = config::oidc_settings(flags, file)?;
     let mut validator_config = ValidatorConfig::default();
     if let Some(a) = &auth.audiences {
         validator_config.audiences = a.clone();
@@ -34,7 +38,8 @@ pub async fn serve(
                 .context("auth.allowed_tenants")?,
         );
     }
-    let (keys, dev_issuer) = match auth.mode {
+    let mut remote_keys: Vec<Arc<RemoteJwks>> = Vec::new();
+    let (issuers, dev_issuer) = match auth.mode {
         AuthMode::Development => {
             if !api.listen.ip().is_loopback() && !auth.force_dev_issuer {
                 bail!(
@@ -44,8 +49,42 @@ pub async fn serve(
                 );
             }
             let dev = Arc::new(DevIssuer::load_or_create(data_dir)?);
-            validator_config.issuer_templates = vec![auth.dev_issuer.clone()];
-            (dev.key_source(), Some(dev))
+            let issuer = TrustedIssuer {
+                issuer_templates: vec![auth.dev_issuer.clone()],
+                keys: dev.key_source(),
+            };
+            (vec![issuer], Some(dev))
+        }
+        AuthMode::Oidc => {
+            let mut issuers = Vec::new();
+            for (templates, location) in &auth.providers {
+                let source = Arc::new(
+                    RemoteJwks::new(RemoteJwksConfig::new(location.clone()))
+                        .context("authentication settings (auth mode oidc)")?,
+                );
+                // Fetch now so the first requests need not wait; a provider that is down
+                // does not stop the server: its keys are fetched again every 10 s.
+                let s = source.clone();
+                let outcome =
+                    tokio::task::spawn_blocking(move || s.refresh(std::time::Instant::now()))
+                        .await?;
+                match outcome {
+                    RefreshOutcome::Updated { keys, .. } => {
+                        tracing::info!(url = location.url(), keys, "signing keys loaded")
+                    }
+                    RefreshOutcome::Failed(e) => tracing::warn!(
+                        error = %e,
+                        "signing keys could not be loaded yet; tokens of these issuers fail until they are"
+                    ),
+                    RefreshOutcome::CoolingDown => {}
+                }
+                issuers.push(TrustedIssuer {
+                    issuer_templates: templates.clone(),
+                    keys: source.clone(),
+                });
+                remote_keys.push(source);
+            }
+            (issuers, None)
         }
         AuthMode::JwksFile => {
             let path = auth
@@ -56,14 +95,25 @@ pub async fn serve(
                 .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
             let jwks = StaticJwks::from_json(&json)
                 .with_context(|| format!("JWKS file {} is invalid", path.display()))?;
-            if let Some(i) = &auth.issuers {
-                validator_config.issuer_templates = i.clone();
-            }
-            (Arc::new(jwks) as Arc<dyn kbgap_auth::KeySource>, None)
+            let issuer = TrustedIssuer {
+                issuer_templates: auth
+                    .issuers
+                    .clone()
+                    .unwrap_or_else(|| validator_config.issuer_templates.clone()),
+                keys: Arc::new(jwks),
+            };
+            (vec![issuer], None)
         }
     };
-    let validator =
-        Arc::new(Validator::new(validator_config, keys).context("authentication settings")?);
+    let validator = Arc::new(
+        Validator::with_trusted_issuers(validator_config, issuers)
+            .context("authentication settings")?,
+    );
+    let security = Arc::new(Security::new(
+        Arc::new(InProcessLimiter::default()),
+        TokenCache::new(auth.token_cache_entries),
+        remote_keys,
+    ));
     let catalog = {
         let store = store.clone();
         Arc::new(tokio::task::spawn_blocking(move || CatalogHolder::load(store.as_ref())).await??)
@@ -78,6 +128,7 @@ pub async fn serve(
             catalog,
             validator,
             dev_issuer,
+            security,
         },
     )
     .await

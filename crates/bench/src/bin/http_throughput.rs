@@ -1,0 +1,376 @@
+//! `getmissingkbs` throughput against a static route of the same server, measured in the same
+//! run with the same load generator: the real server on 127.0.0.1 (real catalog, embedded
+//! store, bearer-token authentication, rate limiter on), a realistic tenant, and 64 keep-alive
+//! HTTP/1.1 connections for a fixed time per route.
+//!
+//! The tenant has 5,000 machines (Windows 10 22H2 and 21H2, Windows 11 23H2, Server 2019 and
+//! 2022, at cumulative updates of 2023–2024). Routes alternate (`/healthz`, then
+//! `getmissingkbs`) for several rounds so machine noise hits both alike; prints each round,
+//! then the median req/s of each route, their ratio, and p50/p99 latency of the median round.
+//!
+//! `cargo run --release -p kbgap-bench --bin http_throughput [-- SECONDS_PER_ROUND ROUNDS]`
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use kbgap_api::ratelimit::Quota;
+use kbgap_api::{ApiConfig, Application, RateLimits, Security, Services};
+use kbgap_auth::{issuer_for, DevIssuer, MintRequest, Validator, ValidatorConfig};
+use kbgap_bench::shared_data;
+use kbgap_domain::TenantId;
+use kbgap_service::{CatalogHolder, Retention};
+use kbgap_store::{SqliteStore, Store};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+const CONNECTIONS: usize = 64;
+const MACHINES: usize = 5000;
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const SOFTWARE_PATH: &str = "/api/Software/microsoft-_-windows_10/getmissingkbs";
+
+/// Cumulative revisions of 2023–2024 per build (from Microsoft's update history).
+const FLEET: &[(&str, u32, &[u32])] = &[
+    (
+        "Windows10",
+        19045,
+        &[
+            2486, 2604, 2673, 2728, 2846, 2965, 3086, 3208, 3324, 3448, 3570, 3693, 3803, 3930,
+            4046, 4170, 4291, 4412, 4529, 4651, 4780, 4894, 5011, 5131, 5247,
+        ],
+    ),
+    (
+        "Windows10",
+        19044,
+        &[
+            2486, 2604, 2673, 2728, 2846, 2965, 3086, 3208, 3324, 3448, 3570, 3693, 3803, 3930,
+        ],
+    ),
+    (
+        "Windows11",
+        22631,
+        &[
+            2428, 2506, 2715, 2861, 3007, 3155, 3296, 3447, 3593, 3737, 3880, 4037, 4169,
+        ],
+    ),
+    (
+        "WindowsServer2019",
+        17763,
+        &[
+            4131, 4252, 4377, 4499, 4645, 4737, 4851, 4974, 5122, 5206, 5329, 5458, 5576,
+        ],
+    ),
+    (
+        "WindowsServer2022",
+        20348,
+        &[
+            1487, 1547, 1607, 1668, 1726, 1787, 1850, 1906, 2031, 2113, 2159, 2227, 2322,
+        ],
+    ),
+];
+
+fn fleet() -> Vec<Value> {
+    let seen = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    (0..MACHINES)
+        .map(|i| {
+            // Deterministic spread: every OS and revision is represented, weighted to the
+            // most common OS (Windows 10 22H2).
+            let (platform, build, revs) = FLEET[if i % 10 < 5 { 0 } else { 1 + i % 4 }];
+            let rev = revs[(i * 7919) % revs.len()];
+            json!({
+                "id": format!("pc-{i:05}"),
+                "lastSeen": seen,
+                "osPlatform": platform,
+                "osBuild": format!("10.0.{build}.{rev}"),
+                "osArchitecture": "x64",
+            })
+        })
+        .collect()
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    read_token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
+    let t = Instant::now();
+    let docs = kbgap_catalog::read_documents(&[shared_data().join("msrc-cvrf")])
+        .expect("the MSRC archive in ../shared/data/msrc-cvrf");
+    kbgap_service::import_catalog(
+        store.as_ref(),
+        &docs,
+        None,
+        OffsetDateTime::now_utc(),
+        Retention::default(),
+    )
+    .expect("catalog import");
+    eprintln!("catalog imported in {:.1}s", t.elapsed().as_secs_f64());
+    let catalog = Arc::new(CatalogHolder::load(store.as_ref()).expect("catalog"));
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let t = Instant::now();
+    let snapshots: Vec<kbgap_inventory::Snapshot> = fleet()
+        .iter()
+        .map(|v| kbgap_inventory::parse_snapshot(v.to_string().as_bytes()).expect("snapshot"))
+        .collect();
+    for chunk in snapshots.chunks(1000) {
+        kbgap_service::ingest(
+            store.as_ref(),
+            &catalog,
+            &tenant,
+            chunk,
+            OffsetDateTime::now_utc(),
+            Retention::default(),
+        )
+        .expect("ingest");
+    }
+    eprintln!(
+        "{MACHINES} machines ingested in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let dev = DevIssuer::load_or_create(dir.path()).expect("dev issuer");
+    let validator = Validator::new(
+        ValidatorConfig {
+            issuer_templates: vec![kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()],
+            ..ValidatorConfig::default()
+        },
+        dev.key_source(),
+    )
+    .expect("validator");
+    let read_token = dev
+        .mint(&MintRequest {
+            issuer: issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &tenant),
+            tenant: tenant.clone(),
+            audience: "https://api.securitycenter.microsoft.com".into(),
+            app_id: "bench".into(),
+            roles: vec!["Software.Read.All".into()],
+            scopes: Vec::new(),
+            ttl: Duration::from_secs(3600),
+            now_unix: OffsetDateTime::now_utc().unix_timestamp(),
+        })
+        .expect("token");
+    let config = ApiConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        // The limiter runs on every call, as in production, but never refuses here.
+        rate_limits: RateLimits {
+            default: Quota::per_minute_and_hour(1_000_000_000, 1_000_000_000).expect("quota"),
+            ..RateLimits::default()
+        },
+        ..ApiConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let served_store = store as Arc<dyn Store>;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        rt.block_on(async move {
+            let app = Application::bind(
+                config,
+                Services {
+                    store: served_store,
+                    catalog,
+                    validator: Arc::new(validator),
+                    dev_issuer: None,
+                    security: Arc::new(Security::default()),
+                },
+            )
+            .await
+            .expect("bind");
+            tx.send(app.local_addr()).expect("address");
+            app.run(std::future::pending()).await.expect("serve");
+        });
+    });
+    Server {
+        addr: rx.recv().expect("server address"),
+        read_token,
+        _dir: dir,
+    }
+}
+
+struct Round {
+    requests: u64,
+    elapsed: Duration,
+    /// Latencies in microseconds, sorted.
+    latencies: Vec<u32>,
+}
+
+impl Round {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> Duration {
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(self.latencies.len().saturating_sub(1));
+        Duration::from_micros(self.latencies.get(i).copied().unwrap_or(0).into())
+    }
+}
+
+/// One connection's loop: requests back to back until `stop`, every answer checked.
+async fn connection(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    token: Option<String>,
+    stop: Arc<AtomicBool>,
+) -> Vec<u32> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut latencies = Vec::with_capacity(64 * 1024);
+    while !stop.load(Ordering::Relaxed) {
+        let mut req = hyper::Request::get(path).header("host", "127.0.0.1");
+        if let Some(t) = &token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Empty::<Bytes>::new()).expect("request");
+        let started = Instant::now();
+        let resp = sender.send_request(req).await.expect("response");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    latencies
+}
+
+fn load(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    token: Option<&str>,
+    duration: Duration,
+) -> Round {
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                tokio::spawn(connection(
+                    addr,
+                    path,
+                    token.map(str::to_string),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        let started = Instant::now();
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.expect("connection task"));
+        }
+        let elapsed = started.elapsed();
+        latencies.sort_unstable();
+        Round {
+            requests: latencies.len() as u64,
+            elapsed,
+            latencies,
+        }
+    })
+}
+
+fn median_round(rounds: &mut [Round]) -> &Round {
+    rounds.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    &rounds[rounds.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let duration = Duration::from_secs(secs.clamp(1, 60));
+    let server = start();
+    // The load generator has one thread; the server two. Both share the machine's 2 cores.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+
+    // Check the answer once, and warm up both routes (token cache, connections, caches).
+    let probe = reqwest_free_probe(&rt, server.addr, &server.read_token);
+    eprintln!("getmissingkbs answer: {probe} KBs");
+    load(&rt, server.addr, "/healthz", None, Duration::from_secs(1));
+    load(
+        &rt,
+        server.addr,
+        SOFTWARE_PATH,
+        Some(&server.read_token),
+        Duration::from_secs(1),
+    );
+
+    let mut statics = Vec::new();
+    let mut softwares = Vec::new();
+    for round in 1..=rounds {
+        let s = load(&rt, server.addr, "/healthz", None, duration);
+        let m = load(
+            &rt,
+            server.addr,
+            SOFTWARE_PATH,
+            Some(&server.read_token),
+            duration,
+        );
+        println!(
+            "round {round}: /healthz {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | getmissingkbs {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | ratio {:.3}",
+            s.rate(),
+            s.percentile(0.50).as_secs_f64() * 1e3,
+            s.percentile(0.99).as_secs_f64() * 1e3,
+            m.rate(),
+            m.percentile(0.50).as_secs_f64() * 1e3,
+            m.percentile(0.99).as_secs_f64() * 1e3,
+            m.rate() / s.rate(),
+        );
+        statics.push(s);
+        softwares.push(m);
+    }
+    let s = median_round(&mut statics);
+    let m = median_round(&mut softwares);
+    println!(
+        "median of {rounds} rounds of {secs}s, {CONNECTIONS} connections:\n  /healthz       {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms\n  getmissingkbs  {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms\n  ratio getmissingkbs / healthz: {:.3}",
+        s.rate(),
+        s.percentile(0.50).as_secs_f64() * 1e3,
+        s.percentile(0.99).as_secs_f64() * 1e3,
+        m.rate(),
+        m.percentile(0.50).as_secs_f64() * 1e3,
+        m.percentile(0.99).as_secs_f64() * 1e3,
+        m.rate() / s.rate(),
+    );
+}
+
+/// One `getmissingkbs` call; returns how many KBs the answer lists.
+fn reqwest_free_probe(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> usize {
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let req = hyper::Request::get(SOFTWARE_PATH)
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        v["value"].as_array().map_or(0, Vec::len)
+    })
+}
