@@ -162,7 +162,7 @@ fn repairs_lists_the_wrong_branch_fixed_build_of_kb5032192() {
     assert!(
         all.iter().any(|r| r["kind"] == "wrongBranchFixedBuild"
             && r["kb"] == "5032192"
-            && r["product_name"] == "Windows 10 Version 21H2 for 32-bit Systems"),
+            && r["productName"] == "Windows 10 Version 21H2 for 32-bit Systems"),
         "{all:?}"
     );
 

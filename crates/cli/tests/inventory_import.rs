@@ -12,7 +12,10 @@ use kbgap_store::{SqliteStore, Store};
 use time::OffsetDateTime;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/inventory");
+const SAMPLES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/inventory"
+);
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
 fn kbgap(data_dir: &Path, args: &[&str]) -> Output {
@@ -44,7 +47,14 @@ fn stderr(o: &Output) -> String {
 /// 10.0.19044.3930.
 fn with_mini_catalog() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let o = kbgap(dir.path(), &["catalog", "import", &format!("{FIXTURES}/2024-Jan-mini.xml")]);
+    let o = kbgap(
+        dir.path(),
+        &[
+            "catalog",
+            "import",
+            &format!("{FIXTURES}/2024-Jan-mini.xml"),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     dir
 }
@@ -83,7 +93,10 @@ fn systeminfo_import_evaluates_replaces_and_deletes() {
     );
     let store = SqliteStore::open(dir.path()).unwrap();
     let s = stored(&store, "desktop").unwrap();
-    assert_eq!((s.os_platform.as_str(), s.os_build.as_str()), ("Windows10", "10.0.19044"));
+    assert_eq!(
+        (s.os_platform.as_str(), s.os_build.as_str()),
+        ("Windows10", "10.0.19044")
+    );
     assert_eq!(s.installed_kbs.len(), 7);
     assert_eq!(counts(&store, "microsoft-_-windows_10"), vec![(5034122, 1)]);
     assert!(store
@@ -115,7 +128,10 @@ fn re_import_with_fewer_kbs_keeps_exactly_the_new_list() {
     let o = import(dir.path(), &[&sample("srv_2012r2_u1_systeminfo2.txt")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let store = SqliteStore::open(dir.path()).unwrap();
-    assert_eq!(stored(&store, "srv12r2u1x64").unwrap().installed_kbs.len(), 156);
+    assert_eq!(
+        stored(&store, "srv12r2u1x64").unwrap().installed_kbs.len(),
+        156
+    );
     let o = import(dir.path(), &[&sample("srv_2012r2_u1_systeminfo.txt")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let want = kbgap_inventory::systeminfo::parse(
@@ -137,13 +153,23 @@ fn re_import_with_fewer_kbs_keeps_exactly_the_new_list() {
     let s = stored(&store, "srv12r2u1x64").unwrap();
     assert_eq!(s.installed_kbs.len(), 154);
     assert!(s.installed_kbs_complete);
-    assert_eq!(s.installed_kbs_sources, vec![kbgap_inventory::KbSource::WmicQfe]);
+    assert_eq!(
+        s.installed_kbs_sources,
+        vec![kbgap_inventory::KbSource::WmicQfe]
+    );
     assert_eq!(s.os_platform, "WindowsServer2012R2");
 
     // wmic qfe of a host that is not stored: nothing to attach it to.
-    let o = import(dir.path(), &[&sample("xp_sp3_x86_professional_en-us_qfe.txt")]);
+    let o = import(
+        dir.path(),
+        &[&sample("xp_sp3_x86_professional_en-us_qfe.txt")],
+    );
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("machine 'winxpsp3' is not stored"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("machine 'winxpsp3' is not stored"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -171,7 +197,10 @@ fn a_damaged_file_stores_nothing_of_the_import() {
     );
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("oli7_systeminfo.txt:27:") && err.contains("mis-encoded"), "{err}");
+    assert!(
+        err.contains("oli7_systeminfo.txt:27:") && err.contains("mis-encoded"),
+        "{err}"
+    );
     assert!(err.contains("nothing was stored"), "{err}");
     let store = SqliteStore::open(dir.path()).unwrap();
     assert!(store.all_machines().unwrap().is_empty());
@@ -231,7 +260,14 @@ fn service_level_replacement_and_deletion() {
     let store = SqliteStore::open(dir.path()).unwrap();
     let holder = CatalogHolder::load(&store).unwrap();
     let ingest = |s: &[Snapshot]| {
-        kbgap_service::ingest(&store, &holder, &tenant(), s, OffsetDateTime::now_utc(), Retention::default())
+        kbgap_service::ingest(
+            &store,
+            &holder,
+            &tenant(),
+            s,
+            OffsetDateTime::now_utc(),
+            Retention::default(),
+        )
     };
     let w10 = SoftwareId::microsoft("windows_10");
     // m1 has KB5034122 (not missing), m2 has not (missing).
@@ -243,22 +279,35 @@ fn service_level_replacement_and_deletion() {
     assert_eq!(counts(&store, "microsoft-_-windows_10"), vec![(5034122, 1)]);
     // m1 re-imported with fewer KBs: exactly the new list, and now it misses KB5034122.
     ingest(&[snapshot("m1", &["KB5033372"])]).unwrap();
-    assert_eq!(stored(&store, "m1").unwrap().installed_kbs, vec!["KB5033372"]);
+    assert_eq!(
+        stored(&store, "m1").unwrap().installed_kbs,
+        vec!["KB5033372"]
+    );
     assert_eq!(counts(&store, "microsoft-_-windows_10"), vec![(5034122, 2)]);
     let rows = kbgap_service::missing_kbs(&store, &holder.current().catalog, &tenant(), &w10)
         .unwrap()
         .unwrap();
-    assert_eq!((rows[0].kb, rows[0].machines), (KbId::from_number(5034122).unwrap(), 2));
+    assert_eq!(
+        (rows[0].kb, rows[0].machines),
+        (KbId::from_number(5034122).unwrap(), 2)
+    );
     // A batch with one invalid entry stores nothing (the stored m2 is unchanged).
     let mut bad = snapshot("m2", &["KB5034122"]);
     bad.os_build = "ten".into();
     assert!(ingest(&[snapshot("m3", &[]), bad]).is_err());
     assert_eq!(store.all_machines().unwrap().len(), 2);
-    assert_eq!(stored(&store, "m2").unwrap().installed_kbs, vec!["KB5033372"]);
+    assert_eq!(
+        stored(&store, "m2").unwrap().installed_kbs,
+        vec!["KB5033372"]
+    );
     // Deleting: every count follows.
-    assert!(store.delete_machine(&tenant(), &MachineId::parse("m1").unwrap()).unwrap());
+    assert!(store
+        .delete_machine(&tenant(), &MachineId::parse("m1").unwrap())
+        .unwrap());
     assert_eq!(counts(&store, "microsoft-_-windows_10"), vec![(5034122, 1)]);
-    assert!(store.delete_machine(&tenant(), &MachineId::parse("m2").unwrap()).unwrap());
+    assert!(store
+        .delete_machine(&tenant(), &MachineId::parse("m2").unwrap())
+        .unwrap());
     assert!(counts(&store, "microsoft-_-windows_10").is_empty());
     assert!(!store.software_known(&tenant(), &w10).unwrap());
     assert!(!store

@@ -24,10 +24,13 @@ impl WindowsBuild {
         if !(3..=4).contains(&parts.len()) {
             return None;
         }
-        if parts
-            .iter()
-            .any(|p| p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit()))
-        {
+        // Windows never writes a leading zero; .NET file versions (`10.0.04614.06`) do.
+        if parts.iter().any(|p| {
+            p.is_empty()
+                || p.len() > 9
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || (p.len() > 1 && p.starts_with('0'))
+        }) {
             return None;
         }
         let major: u16 = parts[0].parse().ok()?;
@@ -113,6 +116,8 @@ mod tests {
         assert_eq!(WindowsBuild::parse("5.15.153.1-1"), None);
         assert_eq!(WindowsBuild::parse("20.0.1"), None);
         assert_eq!(WindowsBuild::parse("1.20.10-12"), None);
+        assert_eq!(WindowsBuild::parse("10.0.04614.06"), None);
+        assert_eq!(WindowsBuild::parse("6.3.04005.01"), None);
     }
 
     #[test]

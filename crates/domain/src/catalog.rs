@@ -115,6 +115,7 @@ pub struct Entry {
 
 /// A defect in Microsoft's feed that the catalog works around.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Repair {
     pub kind: RepairKind,
     pub kb: KbId,
@@ -138,10 +139,12 @@ pub enum RepairKind {
 /// The chains and closures of supersedence are kept per software and architecture.
 type Scope = (SoftwareId, Arch);
 
-/// One cumulative chain: a software on one host OS, servicing branch and architecture.
+/// One cumulative chain: a software's version line on one host OS, servicing branch and
+/// architecture (.NET 4.8 and 4.8.1 get separate cumulative updates on the same Windows).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ChainKey {
     software: SoftwareId,
+    line: Option<String>,
     host: SoftwareId,
     branch: Branch,
     arch: Arch,
@@ -304,7 +307,10 @@ impl Catalog {
                     .filter(|b| b.branch() == own)
                     .filter_map(|b| b.revision)
                     .max();
-                if !builds.is_empty() && builds.iter().all(|b| b.branch() != own) {
+                // Only an OS product's FixedBuild must lie on its branch; components on a
+                // Windows (.NET, …) carry their own file versions there.
+                let os_product = host.software == a.class.software;
+                if os_product && !builds.is_empty() && builds.iter().all(|b| b.branch() != own) {
                     wrong_branch = true;
                     repairs.push(Repair {
                         kind: RepairKind::WrongBranchFixedBuild,
@@ -416,6 +422,7 @@ impl Catalog {
                 let date = kbs.get(&e.kb).map(|k| k.release_date).unwrap_or(Date::MIN);
                 let key = ChainKey {
                     software: e.class.software.clone(),
+                    line: e.class.version_line.clone(),
                     host: host.software.clone(),
                     branch: Branch::of(host.build),
                     arch: host.arch,
@@ -443,7 +450,13 @@ impl Catalog {
             HashMap::new();
         let mut chain_keys: Vec<ChainKey> = chain_members.keys().cloned().collect();
         chain_keys.sort_by(|a, b| {
-            (&a.software, &a.host, a.branch, a.arch).cmp(&(&b.software, &b.host, b.branch, b.arch))
+            (&a.software, &a.line, &a.host, a.branch, a.arch).cmp(&(
+                &b.software,
+                &b.line,
+                &b.host,
+                b.branch,
+                b.arch,
+            ))
         });
         for key in chain_keys {
             let mut members = chain_members.remove(&key).unwrap_or_default();
@@ -763,7 +776,7 @@ impl Catalog {
 /// the branch (several when Microsoft shipped out-of-band ones); where no update of that month
 /// has a build, the one fixing the most CVEs. The others are standalone updates.
 fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
-    type Month = (SoftwareId, SoftwareId, Branch, Arch, String);
+    type Month = (SoftwareId, Option<String>, SoftwareId, Branch, Arch, String);
     let mut months: HashMap<Month, Vec<usize>> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         if e.track != Track::Cumulative || e.wrong_branch {
@@ -775,6 +788,7 @@ fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
         months
             .entry((
                 e.class.software.clone(),
+                e.class.version_line.clone(),
                 host.software.clone(),
                 Branch::of(host.build),
                 host.arch,

@@ -579,10 +579,48 @@ fn is_applicable(e: &Entry, os: &OsFacts, branch: Branch, version: Option<&str>)
     if e.replaced_by_hotpatch && os.hotpatch_enrolled {
         return false;
     }
+    // Both sides may name several lines with `|`: a product for ".NET Framework 3.5 AND 4.8"
+    // applies on a machine with 3.5 or 4.8 installed, and a machine can have both.
     match (&e.class.version_line, version) {
-        (Some(lines), Some(v)) => lines
+        (Some(lines), Some(installed)) => lines
             .split('|')
-            .any(|line| v == line || v.starts_with(&format!("{line}."))),
+            .any(|line| installed.split('|').any(|v| in_line(v, line))),
         _ => true,
+    }
+}
+
+/// Whether an installed version belongs to a version line: `11.0.19041.1` to `11`, and
+/// `4.8.04084` to `4.8`, but `4.8.1` and `4.7.2` are lines of their own, not builds of `4.8`
+/// and `4.7` (a build component is `0` or has several digits).
+fn in_line(version: &str, line: &str) -> bool {
+    if version == line {
+        return true;
+    }
+    match version
+        .strip_prefix(line)
+        .and_then(|rest| rest.strip_prefix('.'))
+    {
+        Some(rest) => {
+            let next = rest.split('.').next().unwrap_or("");
+            next == "0" || next.len() >= 2
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_line;
+
+    #[test]
+    fn version_lines() {
+        assert!(in_line("11", "11"));
+        assert!(in_line("11.0.19041.1", "11"));
+        assert!(in_line("4.8.04084", "4.8"));
+        assert!(!in_line("4.8.1", "4.8"));
+        assert!(in_line("4.8.1", "4.8.1"));
+        assert!(!in_line("4.7.2", "4.7"));
+        assert!(!in_line("2016", "2019"));
+        assert!(!in_line("110", "11"));
     }
 }

@@ -23,7 +23,8 @@ pub struct OsFacts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MachineFacts {
     pub os: Option<OsFacts>,
-    /// Installed software with its version when known. The OS is included.
+    /// Installed software with its version when known. The OS is included. Side-by-side
+    /// versions of one software (.NET Framework 3.5 and 4.8) are joined with `|`.
     pub software: BTreeMap<SoftwareId, Option<String>>,
     pub installed_kbs: BTreeSet<KbId>,
     /// Whether `installed_kbs` is the complete list of installed updates.

@@ -8,8 +8,10 @@ use sha2::{Digest, Sha256};
 /// or redacted ("...", "xxxx"). Such values never identify a machine.
 pub fn is_placeholder(value: &str) -> bool {
     let v = value.trim().to_lowercase();
-    matches!(v.as_str(), "n/a" | "n/d" | "н/д" | "暂缺" | "unknown" | "none")
-        || !v.chars().any(char::is_alphanumeric)
+    matches!(
+        v.as_str(),
+        "n/a" | "n/d" | "н/д" | "暂缺" | "unknown" | "none"
+    ) || !v.chars().any(char::is_alphanumeric)
         || v.chars().all(|c| c == 'x' || !c.is_alphanumeric())
 }
 

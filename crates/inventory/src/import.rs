@@ -163,7 +163,12 @@ fn gunzip(file: &Path, bytes: &[u8]) -> Result<Vec<u8>, ImportError> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(bytes)
         .read_to_end(&mut out)
-        .map_err(|e| err(file, LineError::whole(format!("gzip: {e}: the file is truncated or damaged"))))?;
+        .map_err(|e| {
+            err(
+                file,
+                LineError::whole(format!("gzip: {e}: the file is truncated or damaged")),
+            )
+        })?;
     Ok(out)
 }
 
@@ -207,8 +212,12 @@ fn parse_json(lines: &[String], ndjson: bool, format: Format) -> Result<Parsed, 
     // One document holding rows: a JSON array, or MDE's API page {"value": [...]}.
     let rows: Option<Vec<(usize, &Value)>> = match docs.as_slice() {
         [(_, Value::Array(a))] => Some(a.iter().enumerate().map(|(i, v)| (i + 1, v)).collect()),
-        [(_, Value::Object(o))] if o.get("value").is_some_and(Value::is_array) && !o.contains_key("osPlatform") => {
-            o.get("value").and_then(Value::as_array).map(|a| a.iter().enumerate().map(|(i, v)| (i + 1, v)).collect())
+        [(_, Value::Object(o))]
+            if o.get("value").is_some_and(Value::is_array) && !o.contains_key("osPlatform") =>
+        {
+            o.get("value")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().enumerate().map(|(i, v)| (i + 1, v)).collect())
         }
         _ => None,
     };
@@ -220,7 +229,9 @@ fn parse_json(lines: &[String], ndjson: bool, format: Format) -> Result<Parsed, 
         Format::Auto => match first {
             Some(v) if osquery::is_log_line(v) => Format::Osquery,
             Some(v) if mde::is_row(v) => Format::Mde,
-            _ if rows.is_some() && docs.first().is_some_and(|(_, v)| osquery::is_osqueryi(v)) => Format::Osquery,
+            _ if rows.is_some() && docs.first().is_some_and(|(_, v)| osquery::is_osqueryi(v)) => {
+                Format::Osquery
+            }
             _ => Format::Snapshot,
         },
         f => f,
@@ -267,7 +278,11 @@ fn parse_file(f: &InputFile, format: Format) -> Result<Parsed, ImportError> {
     let bytes = gunzip(path, &f.bytes)?;
     let e = |x: LineError| err(path, x);
     match format {
-        Format::Systeminfo => return systeminfo::parse(&bytes).map(|s| Parsed::Systeminfo(Box::new(s))).map_err(e),
+        Format::Systeminfo => {
+            return systeminfo::parse(&bytes)
+                .map(|s| Parsed::Systeminfo(Box::new(s)))
+                .map_err(e)
+        }
         Format::Qfe => return qfe::parse(&bytes).map(Parsed::Qfe).map_err(e),
         _ => {}
     }
@@ -283,12 +298,18 @@ fn parse_file(f: &InputFile, format: Format) -> Result<Parsed, ImportError> {
         .is_some_and(|c| c == '{' || c == '[');
     if starts_json || matches!(format, Format::Snapshot | Format::Osquery | Format::Mde) {
         if !matches!(text.encoding, "ASCII" | "UTF-8" | "UTF-16LE" | "UTF-16BE") {
-            return Err(err_at(path, 1, format!("JSON must be UTF-8 or UTF-16, not {}", text.encoding)));
+            return Err(err_at(
+                path,
+                1,
+                format!("JSON must be UTF-8 or UTF-16, not {}", text.encoding),
+            ));
         }
         return parse_json(&text.lines, is_ndjson_name(path), format).map_err(e);
     }
     if systeminfo::looks_like(&text.lines) {
-        return systeminfo::parse_text(&text).map(|s| Parsed::Systeminfo(Box::new(s))).map_err(e);
+        return systeminfo::parse_text(&text)
+            .map(|s| Parsed::Systeminfo(Box::new(s)))
+            .map_err(e);
     }
     if qfe::looks_like(&text.lines) || text.lines.iter().all(|l| l.trim().is_empty()) {
         return qfe::parse_text(&text).map(Parsed::Qfe).map_err(e);
@@ -352,13 +373,28 @@ pub fn program_software(p: &Program) -> Option<(SoftwareId, Option<String>)> {
         return Some((SoftwareId::microsoft("edge_chromium-based"), version));
     }
     if let Some(rest) = name.strip_prefix("Microsoft .NET Framework ") {
-        let line: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let line: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         if !line.is_empty() {
             return Some((SoftwareId::microsoft(".net_framework"), Some(line)));
         }
     }
     let mut vendor = p.publisher.trim().to_lowercase();
-    for suffix in [" corporation", " corp.", " corp", ", inc.", " inc.", " inc", " llc", " ltd.", " ltd", " gmbh", " co."] {
+    for suffix in [
+        " corporation",
+        " corp.",
+        " corp",
+        ", inc.",
+        " inc.",
+        " inc",
+        " llc",
+        " ltd.",
+        " ltd",
+        " gmbh",
+        " co.",
+    ] {
         if let Some(v) = vendor.strip_suffix(suffix) {
             vendor = v.trim_end_matches(',').trim().to_string();
         }
@@ -394,7 +430,12 @@ fn last_seen(opts: &ImportOptions, m: &Machine) -> Result<OffsetDateTime, Import
             .copied()
             .collect::<Option<Vec<_>>>()
             .and_then(|v| v.into_iter().max())
-            .ok_or_else(|| err(&m.files[0], LineError::whole("the file's modification time is unknown"))),
+            .ok_or_else(|| {
+                err(
+                    &m.files[0],
+                    LineError::whole("the file's modification time is unknown"),
+                )
+            }),
         None => Ok(m.capture_time.unwrap_or(opts.now)),
     }
 }
@@ -433,7 +474,9 @@ pub fn import_files(files: &[InputFile], opts: &ImportOptions) -> Result<Importe
     // systeminfo captures first: qfe captures attach to them.
     let mut sysinfos: Vec<SysinfoMachine> = Vec::new();
     for (f, p) in &parsed {
-        let Parsed::Systeminfo(info) = p else { continue };
+        let Parsed::Systeminfo(info) = p else {
+            continue;
+        };
         let info = (**info).clone();
         let id = match &info.host_name {
             Some(h) => host_id(h).map_err(|m| err_at(&f.path, 1, m))?,
@@ -562,27 +605,37 @@ pub fn import_files(files: &[InputFile], opts: &ImportOptions) -> Result<Importe
                 s.info.announced
             ));
         }
-        let os = windows::identify(&s.info.os_name, &s.info.os_build).map_err(|m| err_at(path, 1, m))?;
+        let os =
+            windows::identify(&s.info.os_name, &s.info.os_build).map_err(|m| err_at(path, 1, m))?;
         let mut software = Vec::new();
-        for (id, version) in windows::bundled(&os.platform, &s.info.os_build, &s.info.os_name, &s.kbs) {
-            add_software(&mut software, SoftwareId::microsoft(id.trim_start_matches("microsoft-_-")), Some(version));
+        for (id, version) in
+            windows::bundled(&os.platform, &s.info.os_build, &s.info.os_name, &s.kbs)
+        {
+            add_software(
+                &mut software,
+                SoftwareId::microsoft(id.trim_start_matches("microsoft-_-")),
+                Some(version),
+            );
         }
-        b.push(Snapshot {
-            id: Some(s.machine.id.clone()),
-            computer_dns_name: s.machine.dns_name.clone(),
-            last_seen: last_seen(opts, &s.machine)?,
-            os_platform: os.platform,
-            os_build: s.info.os_build.to_string(),
-            os_architecture: s.info.arch.as_str().to_string(),
-            installation_type: None,
-            hotpatch_enrolled: false,
-            software,
-            installed_kbs: kb_strings(&s.kbs),
-            installed_kbs_complete: s.complete,
-            installed_kbs_sources: s.sources,
-            pending_restart_kbs: Vec::new(),
-            device_group: None,
-        }, path);
+        b.push(
+            Snapshot {
+                id: Some(s.machine.id.clone()),
+                computer_dns_name: s.machine.dns_name.clone(),
+                last_seen: last_seen(opts, &s.machine)?,
+                os_platform: os.platform,
+                os_build: s.info.os_build.to_string(),
+                os_architecture: s.info.arch.as_str().to_string(),
+                installation_type: None,
+                hotpatch_enrolled: false,
+                software,
+                installed_kbs: kb_strings(&s.kbs),
+                installed_kbs_complete: s.complete,
+                installed_kbs_sources: s.sources,
+                pending_restart_kbs: Vec::new(),
+                device_group: None,
+            },
+            path,
+        );
     }
 
     // osquery: results logs per host; osqueryi output of one import is one host.
@@ -695,7 +748,11 @@ fn merge_osquery(acc: &mut OsqueryHost, h: &OsqueryHost) -> Result<(), String> {
         }
     }
     if h.patches_seen {
-        acc.patches_whole = if acc.patches_seen { acc.patches_whole && h.patches_whole } else { h.patches_whole };
+        acc.patches_whole = if acc.patches_seen {
+            acc.patches_whole && h.patches_whole
+        } else {
+            h.patches_whole
+        };
         acc.patches_seen = true;
     }
     acc.patches_unidentified += h.patches_unidentified;
@@ -718,7 +775,10 @@ fn osquery_machine(
         ));
     };
     if let Some(p) = &h.other_platform {
-        b.out.notes.push(format!("{}: host {host} runs {p}, not Windows: skipped", path.display()));
+        b.out.notes.push(format!(
+            "{}: host {host} runs {p}, not Windows: skipped",
+            path.display()
+        ));
         return Ok(());
     }
     let id = host_id(host).map_err(|m| err_at(path, h.line, m))?;
@@ -727,9 +787,12 @@ fn osquery_machine(
         dns_name: Some(host.to_lowercase()).filter(|n| n.contains('.')),
         files: files.iter().map(|f| f.path.clone()).collect(),
         modified: files.iter().map(|f| f.modified).collect(),
-        capture_time: h.last_seen.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+        capture_time: h
+            .last_seen
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
     };
-    let complete = h.patches_seen && h.patches_whole && h.patches_unidentified == 0 && !h.patches.is_empty();
+    let complete =
+        h.patches_seen && h.patches_whole && h.patches_unidentified == 0 && !h.patches.is_empty();
     let Some(os) = &h.os else {
         if h.patches_seen {
             b.out.kb_updates.push(KbUpdate {
@@ -749,9 +812,17 @@ fn osquery_machine(
             format!("host {host}: no os_version result: the OS and build are unknown"),
         ));
     };
-    let winos = windows::identify(&os.name, &os.build).map_err(|m| err_at(path, h.line, format!("host {host}: {m}")))?;
+    let winos = windows::identify(&os.name, &os.build)
+        .map_err(|m| err_at(path, h.line, format!("host {host}: {m}")))?;
     let arch = windows::arch(&os.arch).or(opts.arch).ok_or_else(|| {
-        err_at(path, h.line, format!("host {host}: os_version.arch '{}' is not an architecture", os.arch))
+        err_at(
+            path,
+            h.line,
+            format!(
+                "host {host}: os_version.arch '{}' is not an architecture",
+                os.arch
+            ),
+        )
     })?;
     let build = kbgap_domain::WindowsBuild {
         revision: h.ubr,
@@ -759,7 +830,11 @@ fn osquery_machine(
     };
     let mut software = Vec::new();
     for (sw, version) in windows::bundled(&winos.platform, &os.build, &os.name, &h.patches) {
-        add_software(&mut software, SoftwareId::microsoft(sw.trim_start_matches("microsoft-_-")), Some(version));
+        add_software(
+            &mut software,
+            SoftwareId::microsoft(sw.trim_start_matches("microsoft-_-")),
+            Some(version),
+        );
     }
     for p in &h.programs {
         if let Some((sw, version)) = program_software(p) {
@@ -778,7 +853,11 @@ fn osquery_machine(
         software,
         installed_kbs: kb_strings(&h.patches),
         installed_kbs_complete: complete,
-        installed_kbs_sources: if h.patches_seen { vec![KbSource::OsqueryPatches] } else { Vec::new() },
+        installed_kbs_sources: if h.patches_seen {
+            vec![KbSource::OsqueryPatches]
+        } else {
+            Vec::new()
+        },
         pending_restart_kbs: Vec::new(),
         device_group: None,
     };
@@ -786,7 +865,12 @@ fn osquery_machine(
     Ok(())
 }
 
-fn mde_machine(b: &mut Builder, opts: &ImportOptions, d: &MdeDevice, f: &InputFile) -> Result<(), ImportError> {
+fn mde_machine(
+    b: &mut Builder,
+    opts: &ImportOptions,
+    d: &MdeDevice,
+    f: &InputFile,
+) -> Result<(), ImportError> {
     let path = &f.path;
     let Some(expected) = platform_software(&d.os_platform) else {
         b.out.notes.push(format!(
@@ -794,7 +878,11 @@ fn mde_machine(b: &mut Builder, opts: &ImportOptions, d: &MdeDevice, f: &InputFi
             path.display(),
             d.line,
             d.id,
-            if d.os_platform.is_empty() { "an unknown platform" } else { &d.os_platform }
+            if d.os_platform.is_empty() {
+                "an unknown platform"
+            } else {
+                &d.os_platform
+            }
         ));
         return Ok(());
     };
@@ -812,7 +900,10 @@ fn mde_machine(b: &mut Builder, opts: &ImportOptions, d: &MdeDevice, f: &InputFi
     let os_id = format!("microsoft-_-{}", os_row.name.to_lowercase());
     // Every Windows Server from 2008 R2 on exists only for x64.
     let x64_only = os_id.starts_with("microsoft-_-windows_server")
-        && !matches!(os_id.as_str(), "microsoft-_-windows_server_2008" | "microsoft-_-windows_server_2003");
+        && !matches!(
+            os_id.as_str(),
+            "microsoft-_-windows_server_2008" | "microsoft-_-windows_server_2003"
+        );
     let arch = x64_only.then_some(Arch::X64).or(opts.arch).ok_or_else(|| {
         err_at(
             path,
@@ -832,7 +923,12 @@ fn mde_machine(b: &mut Builder, opts: &ImportOptions, d: &MdeDevice, f: &InputFi
         if std::ptr::eq(s, os_row) {
             continue;
         }
-        let part = |x: &str| x.split_whitespace().collect::<Vec<_>>().join("_").to_lowercase();
+        let part = |x: &str| {
+            x.split_whitespace()
+                .collect::<Vec<_>>()
+                .join("_")
+                .to_lowercase()
+        };
         let sw = SoftwareId::parse(&format!("{}-_-{}", part(&s.vendor), part(&s.name)))
             .map_err(|e| err_at(path, d.line, format!("device {}: {e}", d.id)))?;
         add_software(&mut software, sw, s.version.clone());

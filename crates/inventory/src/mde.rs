@@ -38,7 +38,10 @@ impl MdeDevice {
         let candidates: Vec<(&MdeSoftware, WindowsBuild)> = self
             .software
             .iter()
-            .filter(|s| s.vendor.eq_ignore_ascii_case("microsoft") && s.name.to_lowercase().starts_with("windows"))
+            .filter(|s| {
+                s.vendor.eq_ignore_ascii_case("microsoft")
+                    && s.name.to_lowercase().starts_with("windows")
+            })
             .filter_map(|s| Some((s, WindowsBuild::parse(s.version.as_deref()?)?)))
             .collect();
         if let Some(p) = platform_software {
@@ -46,11 +49,11 @@ impl MdeDevice {
                 .iter()
                 .find(|(s, _)| format!("microsoft-_-{}", s.name.to_lowercase()) == p)
             {
-                return Some(c.clone());
+                return Some(*c);
             }
         }
         match candidates.as_slice() {
-            [one] => Some(one.clone()),
+            [one] => Some(*one),
             _ => None,
         }
     }
@@ -76,7 +79,9 @@ fn string(row: &Map<String, Value>, name: &str) -> Option<String> {
 /// Whether a JSON value is a row of the export.
 pub fn is_row(v: &Value) -> bool {
     v.as_object().is_some_and(|o| {
-        field(o, "deviceId").is_some() && field(o, "softwareName").is_some() && field(o, "softwareVendor").is_some()
+        field(o, "deviceId").is_some()
+            && field(o, "softwareName").is_some()
+            && field(o, "softwareVendor").is_some()
     })
 }
 
@@ -118,8 +123,9 @@ pub fn devices(rows: &[(usize, &Value)]) -> Result<Vec<MdeDevice>, LineError> {
             device.os_platform = string(row, "osPlatform").unwrap_or_default();
         }
         if device.group.is_none() {
-            device.group = string(row, "rbacGroupName")
-                .filter(|g| !g.eq_ignore_ascii_case("unassigned") && !g.eq_ignore_ascii_case("none"));
+            device.group = string(row, "rbacGroupName").filter(|g| {
+                !g.eq_ignore_ascii_case("unassigned") && !g.eq_ignore_ascii_case("none")
+            });
         }
         if !device.software.contains(&software) {
             device.software.push(software);
@@ -140,14 +146,18 @@ mod tests {
             json!({"DeviceId":"d1","DeviceName":"pc1.contoso.com","OSPlatform":"Windows10","SoftwareVendor":"microsoft","SoftwareName":".net_framework","SoftwareVersion":"4.0.0.0"}),
             json!({"deviceId":"d2","osPlatform":"Linux","rbacGroupName":"Servers","softwareVendor":"canonical","softwareName":"ubuntu_linux","softwareVersion":"22.04"}),
         ];
-        let numbered: Vec<(usize, &Value)> = rows.iter().enumerate().map(|(i, v)| (i + 1, v)).collect();
+        let numbered: Vec<(usize, &Value)> =
+            rows.iter().enumerate().map(|(i, v)| (i + 1, v)).collect();
         let d = devices(&numbered).unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].software.len(), 2);
         assert_eq!(d[0].group, None);
         assert_eq!(d[1].group.as_deref(), Some("Servers"));
         let (os, build) = d[0].os(Some("microsoft-_-windows_10")).unwrap();
-        assert_eq!((os.name.as_str(), build.revision), ("windows_10", Some(1637)));
+        assert_eq!(
+            (os.name.as_str(), build.revision),
+            ("windows_10", Some(1637))
+        );
         assert!(d[1].os(None).is_none());
         let bad = json!({"deviceId":"d3","softwareVendor":"x"});
         assert_eq!(devices(&[(7, &bad)]).unwrap_err().line, Some(7));

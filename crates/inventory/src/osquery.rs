@@ -30,15 +30,23 @@ fn classify(row: &Map<String, Value>) -> Table {
         Table::OsVersion
     } else if has("hostname") && (has("uuid") || has("cpu_brand") || has("computer_name")) {
         Table::SystemInfo
-    } else if has("path") && has("data") && (text(row, "name").eq_ignore_ascii_case("ubr")
-        || text(row, "path").to_ascii_lowercase().ends_with("\\ubr"))
+    } else if has("path")
+        && has("data")
+        && (text(row, "name").eq_ignore_ascii_case("ubr")
+            || text(row, "path").to_ascii_lowercase().ends_with("\\ubr"))
     {
         Table::Ubr
     } else if has("name")
         && has("version")
-        && ["publisher", "identifying_number", "uninstall_string", "install_location", "install_source"]
-            .iter()
-            .any(|c| has(c))
+        && [
+            "publisher",
+            "identifying_number",
+            "uninstall_string",
+            "install_location",
+            "install_source",
+        ]
+        .iter()
+        .any(|c| has(c))
     {
         Table::Programs
     } else {
@@ -99,6 +107,9 @@ pub struct OsqueryHost {
     pub line: usize,
 }
 
+/// One query's rows, whether they are its whole result, and the line it starts at.
+type QueryRows = (Vec<Map<String, Value>>, bool, usize);
+
 /// Rows of one query of one host, replayed.
 #[derive(Default)]
 struct QueryState {
@@ -118,7 +129,10 @@ fn rows_of(v: &Value, n: usize, what: &str) -> Result<Vec<Map<String, Value>>, L
             .iter()
             .map(|r| match r {
                 Value::Object(o) => Ok(o.clone()),
-                _ => Err(LineError::at(n, format!("{what}: a row is not a JSON object"))),
+                _ => Err(LineError::at(
+                    n,
+                    format!("{what}: a row is not a JSON object"),
+                )),
             })
             .collect(),
         Value::Null => Ok(Vec::new()),
@@ -129,7 +143,9 @@ fn rows_of(v: &Value, n: usize, what: &str) -> Result<Vec<Map<String, Value>>, L
 /// Whether a JSON value is an osquery results-log line.
 pub fn is_log_line(v: &Value) -> bool {
     v.get("hostIdentifier").is_some()
-        && (v.get("columns").is_some() || v.get("snapshot").is_some() || v.get("diffResults").is_some())
+        && (v.get("columns").is_some()
+            || v.get("snapshot").is_some()
+            || v.get("diffResults").is_some())
 }
 
 /// Whether a JSON array is `osqueryi --json` output of a table this importer reads.
@@ -155,20 +171,28 @@ pub fn parse_log(text: &[String]) -> Result<Vec<OsqueryHost>, LineError> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| LineError::at(n, format!("not JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| LineError::at(n, format!("not JSON: {e}")))?;
         if !is_log_line(&v) {
             return Err(LineError::at(
                 n,
                 "not an osquery result (no hostIdentifier with columns, snapshot or diffResults)",
             ));
         }
-        let host = v["hostIdentifier"].as_str().unwrap_or("").trim().to_string();
+        let host = v["hostIdentifier"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         if host.is_empty() {
             return Err(LineError::at(n, "hostIdentifier is empty"));
         }
         first_line.entry(host.clone()).or_insert(n);
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let unix = match v.get("unixTime") {
             Some(Value::Number(x)) => x.as_i64(),
             Some(Value::String(s)) => s.parse().ok(),
@@ -199,8 +223,16 @@ pub fn parse_log(text: &[String]) -> Result<Vec<OsqueryHost>, LineError> {
             }
             let (added, removed) = if let Some(diff) = v.get("diffResults") {
                 (
-                    rows_of(diff.get("added").unwrap_or(&Value::Null), n, "diffResults.added")?,
-                    rows_of(diff.get("removed").unwrap_or(&Value::Null), n, "diffResults.removed")?,
+                    rows_of(
+                        diff.get("added").unwrap_or(&Value::Null),
+                        n,
+                        "diffResults.added",
+                    )?,
+                    rows_of(
+                        diff.get("removed").unwrap_or(&Value::Null),
+                        n,
+                        "diffResults.removed",
+                    )?,
                 )
             } else {
                 let row = match v.get("columns") {
@@ -221,7 +253,7 @@ pub fn parse_log(text: &[String]) -> Result<Vec<OsqueryHost>, LineError> {
         }
         state.started = true;
     }
-    let mut hosts: BTreeMap<String, Vec<(Vec<Map<String, Value>>, bool, usize)>> = BTreeMap::new();
+    let mut hosts: BTreeMap<String, Vec<QueryRows>> = BTreeMap::new();
     for ((host, _), s) in states {
         hosts
             .entry(host)
@@ -249,10 +281,7 @@ pub fn parse_osqueryi(rows: &Value) -> Result<OsqueryHost, LineError> {
 }
 
 /// Combines the rows of one host's queries; `bool` says whether a query's rows are whole.
-fn collect(
-    queries: Vec<(Vec<Map<String, Value>>, bool, usize)>,
-    line: usize,
-) -> Result<OsqueryHost, LineError> {
+fn collect(queries: Vec<QueryRows>, line: usize) -> Result<OsqueryHost, LineError> {
     let mut h = OsqueryHost {
         host: None,
         os: None,
@@ -277,7 +306,12 @@ fn collect(
                         h.other_platform = Some(platform);
                         continue;
                     }
-                    let version = format!("{}.{}.{}", text(r, "major"), text(r, "minor"), text(r, "build"));
+                    let version = format!(
+                        "{}.{}.{}",
+                        text(r, "major"),
+                        text(r, "minor"),
+                        text(r, "build")
+                    );
                     let build = WindowsBuild::parse(&version)
                         .or_else(|| WindowsBuild::parse(&text(r, "version")))
                         .filter(|b| b.revision.is_none())
@@ -311,7 +345,9 @@ fn collect(
                     if !csname.is_empty() {
                         named.get_or_insert(csname);
                     }
-                    match entry(&text(r, "hotfix_id")).map_err(|m| LineError::at(qline, format!("patches: {m}")))? {
+                    match entry(&text(r, "hotfix_id"))
+                        .map_err(|m| LineError::at(qline, format!("patches: {m}")))?
+                    {
                         Entry::Kb(kb) if !h.patches.contains(&kb) => h.patches.push(kb),
                         Entry::Kb(_) => {}
                         Entry::Unidentified | Entry::Empty => h.patches_unidentified += 1,
@@ -332,7 +368,11 @@ fn collect(
         }
         if patches_here {
             // Every query that returns patches must be whole for the list to be.
-            h.patches_whole = if h.patches_seen { h.patches_whole && whole } else { whole };
+            h.patches_whole = if h.patches_seen {
+                h.patches_whole && whole
+            } else {
+                whole
+            };
             h.patches_seen = true;
         }
     }
@@ -353,16 +393,23 @@ mod tests {
     #[test]
     fn event_format_differential_replay() {
         let log = lines(concat!(
-            r#"{"name":"pack_kb_patches","hostIdentifier":"PC-1","unixTime":1706608800,"epoch":0,"counter":0,"numerics":false,"columns":{"csname":"PC-1","hotfix_id":"KB5031356","caption":"","description":"Update","fix_comments":"","installed_by":"","install_date":"","installed_on":"10/11/2023"},"action":"added"}"#, "\n",
-            r#"{"name":"pack_kb_patches","hostIdentifier":"PC-1","unixTime":1706608800,"epoch":0,"counter":0,"numerics":false,"columns":{"csname":"PC-1","hotfix_id":"KB5030211","caption":"","description":"Update","fix_comments":"","installed_by":"","install_date":"","installed_on":"9/12/2023"},"action":"added"}"#, "\n",
-            r#"{"name":"pack_kb_patches","hostIdentifier":"PC-1","unixTime":1706695200,"epoch":0,"counter":1,"numerics":false,"columns":{"csname":"PC-1","hotfix_id":"KB5030211","caption":"","description":"Update","fix_comments":"","installed_by":"","install_date":"","installed_on":"9/12/2023"},"action":"removed"}"#, "\n",
-            r#"{"snapshot":[{"name":"Microsoft Windows 10 Pro","version":"10.0.19045","major":"10","minor":"0","patch":"","build":"19045","platform":"windows","platform_like":"windows","codename":"Microsoft Windows 10 Pro","arch":"64-bit","install_date":"1690000000"}],"action":"snapshot","name":"os","hostIdentifier":"PC-1","calendarTime":"","unixTime":1706695300,"epoch":0,"counter":0,"numerics":false}"#, "\n",
+            r#"{"name":"pack_kb_patches","hostIdentifier":"PC-1","unixTime":1706608800,"epoch":0,"counter":0,"numerics":false,"columns":{"csname":"PC-1","hotfix_id":"KB5031356","caption":"","description":"Update","fix_comments":"","installed_by":"","install_date":"","installed_on":"10/11/2023"},"action":"added"}"#,
+            "\n",
+            r#"{"name":"pack_kb_patches","hostIdentifier":"PC-1","unixTime":1706608800,"epoch":0,"counter":0,"numerics":false,"columns":{"csname":"PC-1","hotfix_id":"KB5030211","caption":"","description":"Update","fix_comments":"","installed_by":"","install_date":"","installed_on":"9/12/2023"},"action":"added"}"#,
+            "\n",
+            r#"{"name":"pack_kb_patches","hostIdentifier":"PC-1","unixTime":1706695200,"epoch":0,"counter":1,"numerics":false,"columns":{"csname":"PC-1","hotfix_id":"KB5030211","caption":"","description":"Update","fix_comments":"","installed_by":"","install_date":"","installed_on":"9/12/2023"},"action":"removed"}"#,
+            "\n",
+            r#"{"snapshot":[{"name":"Microsoft Windows 10 Pro","version":"10.0.19045","major":"10","minor":"0","patch":"","build":"19045","platform":"windows","platform_like":"windows","codename":"Microsoft Windows 10 Pro","arch":"64-bit","install_date":"1690000000"}],"action":"snapshot","name":"os","hostIdentifier":"PC-1","calendarTime":"","unixTime":1706695300,"epoch":0,"counter":0,"numerics":false}"#,
+            "\n",
         ));
         let hosts = parse_log(&log).unwrap();
         assert_eq!(hosts.len(), 1);
         let h = &hosts[0];
         assert_eq!(h.host.as_deref(), Some("PC-1"));
-        assert_eq!(h.patches.iter().map(|k| k.number()).collect::<Vec<_>>(), vec![5031356]);
+        assert_eq!(
+            h.patches.iter().map(|k| k.number()).collect::<Vec<_>>(),
+            vec![5031356]
+        );
         assert!(h.patches_whole);
         assert_eq!(h.os.as_ref().unwrap().build.to_string(), "10.0.19045");
         assert_eq!(h.last_seen, Some(1706695300));

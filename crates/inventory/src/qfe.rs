@@ -66,7 +66,8 @@ fn is_column(s: &str) -> Option<&'static str> {
 /// Whether decoded text looks like wmic qfe / Get-HotFix output.
 pub fn looks_like(lines: &[String]) -> bool {
     lines.iter().any(|l| {
-        l.split_whitespace().any(|w| w.eq_ignore_ascii_case("hotfixid"))
+        l.split_whitespace()
+            .any(|w| w.eq_ignore_ascii_case("hotfixid"))
             || key_value(l).is_some_and(|(k, _, _)| k == "HotFixID")
     })
 }
@@ -106,7 +107,14 @@ fn cells(line: &str) -> Vec<(usize, String)> {
             }
             end += 1;
         }
-        out.push((start, chars[start..end].iter().collect::<String>().trim().to_string()));
+        out.push((
+            start,
+            chars[start..end]
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_string(),
+        ));
         i = end;
     }
     out
@@ -149,7 +157,10 @@ fn table(lines: &[String], header: usize) -> (Vec<(usize, Record)>, bool) {
         } else if columns.is_empty() {
             // XP writes "Please wait while WMIC is being installed." before the header, on
             // the same line: the first column name is glued to it.
-            if let Some(c) = COLUMNS.iter().find(|c| w.len() > c.len() && w.ends_with(*c)) {
+            if let Some(c) = COLUMNS
+                .iter()
+                .find(|c| w.len() > c.len() && w.ends_with(*c))
+            {
                 columns.push((start + w.chars().count() - c.len(), c));
             }
         }

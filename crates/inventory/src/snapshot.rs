@@ -86,7 +86,12 @@ impl InstalledSoftware {
             (Some(id), None, None) => Ok(id.clone()),
             (Some(_), _, _) => Err(("id", "give either id, or vendor and name, not both".into())),
             (None, Some(vendor), Some(name)) => {
-                let part = |s: &str| s.split_whitespace().collect::<Vec<_>>().join("_").to_lowercase();
+                let part = |s: &str| {
+                    s.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join("_")
+                        .to_lowercase()
+                };
                 let (v, n) = (part(vendor), part(name));
                 if v.is_empty() || v.contains("-_-") {
                     return Err(("vendor", format!("'{vendor}' is not a vendor name")));
@@ -306,24 +311,25 @@ impl Snapshot {
         }
         // Sources that name the OS by its product line say "Windows 10" for Windows 11
         // (its registry ProductName still does): the build decides.
-        let os_software = if os_software.as_str() == "microsoft-_-windows_10" && build.build >= 22000
-        {
-            SoftwareId::microsoft("windows_11")
-        } else {
-            os_software
-        };
+        let os_software =
+            if os_software.as_str() == "microsoft-_-windows_10" && build.build >= 22000 {
+                SoftwareId::microsoft("windows_11")
+            } else {
+                os_software
+            };
         // Server 2008 SP2 reports build 6003 since the April 2019 update and 6002 before; the
         // catalog (and the revisions, which continue across the bump) are those of 6003.
-        let branch_build = if os_software.as_str() == "microsoft-_-windows_server_2008" && build.build == 6002 {
-            6003
-        } else {
-            build.build
-        };
+        let branch_build =
+            if os_software.as_str() == "microsoft-_-windows_server_2008" && build.build == 6002 {
+                6003
+            } else {
+                build.build
+            };
         let mut software: BTreeMap<SoftwareId, Option<String>> = BTreeMap::new();
         for (i, s) in self.software.iter().enumerate() {
-            let id = s
-                .software_id()
-                .map_err(|(field, message)| SnapshotError::new(format!("software[{i}].{field}"), message))?;
+            let id = s.software_id().map_err(|(field, message)| {
+                SnapshotError::new(format!("software[{i}].{field}"), message)
+            })?;
             if software.insert(id.clone(), s.version.clone()).is_some() {
                 return Err(SnapshotError::new(
                     format!("software[{i}]"),
@@ -428,36 +434,80 @@ mod tests {
             r#""installedKbsComplete": true, "installedKbsSources": ["systeminfo", "wmicQfe"],"#,
         );
         let s = parse_snapshot(v.as_bytes()).unwrap();
-        assert_eq!(s.installed_kbs_sources, vec![KbSource::Systeminfo, KbSource::WmicQfe]);
+        assert_eq!(
+            s.installed_kbs_sources,
+            vec![KbSource::Systeminfo, KbSource::WmicQfe]
+        );
         let f = s.facts().unwrap();
-        assert_eq!(f.software.get(&SoftwareId::microsoft("internet_explorer")), Some(&Some("11.0".into())));
+        assert_eq!(
+            f.software.get(&SoftwareId::microsoft("internet_explorer")),
+            Some(&Some("11.0".into()))
+        );
         // Round trip keeps what the client sent.
         let again = parse_snapshot(serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
         assert_eq!(again, s);
-        let both = VALID.replace(r#""version": "11.0""#, r#""vendor": "microsoft", "name": "x""#);
-        assert_eq!(parse_snapshot(both.as_bytes()).unwrap_err().path, "software[0].id");
-        let no_name = VALID.replace(r#""id": "microsoft-_-internet_explorer""#, r#""vendor": "microsoft""#);
-        assert_eq!(parse_snapshot(no_name.as_bytes()).unwrap_err().path, "software[0].name");
-        let bad_source = VALID.replace(r#""installedKbsComplete": true,"#, r#""installedKbsSources": ["floppy"],"#);
-        assert_eq!(parse_snapshot(bad_source.as_bytes()).unwrap_err().path, "installedKbsSources[0]");
+        let both = VALID.replace(
+            r#""version": "11.0""#,
+            r#""vendor": "microsoft", "name": "x""#,
+        );
+        assert_eq!(
+            parse_snapshot(both.as_bytes()).unwrap_err().path,
+            "software[0].id"
+        );
+        let no_name = VALID.replace(
+            r#""id": "microsoft-_-internet_explorer""#,
+            r#""vendor": "microsoft""#,
+        );
+        assert_eq!(
+            parse_snapshot(no_name.as_bytes()).unwrap_err().path,
+            "software[0].name"
+        );
+        let bad_source = VALID.replace(
+            r#""installedKbsComplete": true,"#,
+            r#""installedKbsSources": ["floppy"],"#,
+        );
+        assert_eq!(
+            parse_snapshot(bad_source.as_bytes()).unwrap_err().path,
+            "installedKbsSources[0]"
+        );
     }
 
     #[test]
     fn old_platforms_and_build_repairs() {
         let os = |platform: &str, build: &str| {
-            let v = VALID.replace("Windows10", platform).replace("10.0.19045.3570", build);
+            let v = VALID
+                .replace("Windows10", platform)
+                .replace("10.0.19045.3570", build);
             let f = parse_snapshot(v.as_bytes()).unwrap().facts().unwrap();
             let os = f.os.unwrap();
             (os.software.to_string(), os.build)
         };
-        assert_eq!(os("WindowsXP", "5.1.2600"), ("microsoft-_-windows_xp".into(), 2600));
-        assert_eq!(os("WindowsVista", "6.0.6002.24000"), ("microsoft-_-windows_vista".into(), 6002));
-        assert_eq!(os("WindowsServer2003R2", "5.2.3790"), ("microsoft-_-windows_server_2003".into(), 3790));
-        assert_eq!(os("Windows8", "6.2.9200"), ("microsoft-_-windows_8".into(), 9200));
+        assert_eq!(
+            os("WindowsXP", "5.1.2600"),
+            ("microsoft-_-windows_xp".into(), 2600)
+        );
+        assert_eq!(
+            os("WindowsVista", "6.0.6002.24000"),
+            ("microsoft-_-windows_vista".into(), 6002)
+        );
+        assert_eq!(
+            os("WindowsServer2003R2", "5.2.3790"),
+            ("microsoft-_-windows_server_2003".into(), 3790)
+        );
+        assert_eq!(
+            os("Windows8", "6.2.9200"),
+            ("microsoft-_-windows_8".into(), 9200)
+        );
         // Server 2008 SP2 before the April 2019 bump: the catalog's 6003 branch.
-        assert_eq!(os("WindowsServer2008", "6.0.6002.18005"), ("microsoft-_-windows_server_2008".into(), 6003));
+        assert_eq!(
+            os("WindowsServer2008", "6.0.6002.18005"),
+            ("microsoft-_-windows_server_2008".into(), 6003)
+        );
         // "Windows 10" at a Windows 11 build is Windows 11.
-        assert_eq!(os("Windows10", "10.0.22631.3007"), ("microsoft-_-windows_11".into(), 22631));
+        assert_eq!(
+            os("Windows10", "10.0.22631.3007"),
+            ("microsoft-_-windows_11".into(), 22631)
+        );
     }
 
     #[test]

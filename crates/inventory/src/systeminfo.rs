@@ -244,10 +244,7 @@ pub(crate) fn entry(value: &str) -> Result<Entry, String> {
         return Ok(Entry::Empty);
     };
     let upper = token.to_ascii_uppercase();
-    let (prefixed, rest) = match upper
-        .strip_prefix("KB")
-        .or_else(|| upper.strip_prefix('Q'))
-    {
+    let (prefixed, rest) = match upper.strip_prefix("KB").or_else(|| upper.strip_prefix('Q')) {
         Some(r) => (true, r),
         None => (false, upper.as_str()),
     };
@@ -264,7 +261,9 @@ pub(crate) fn entry(value: &str) -> Result<Entry, String> {
             "'{token}' is not a KB number (6 or 7 digits): the line may be cut short"
         ));
     }
-    KbId::parse(&digits).map(Entry::Kb).map_err(|e| e.to_string())
+    KbId::parse(&digits)
+        .map(Entry::Kb)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a systeminfo capture.
@@ -500,7 +499,10 @@ mod tests {
         let e = parse(cut.as_bytes()).unwrap_err();
         assert_eq!(e.line, Some(8));
         let cut = SAMPLE.split("System Type").next().unwrap();
-        assert!(parse(cut.as_bytes()).unwrap_err().message.contains("System Type"));
+        assert!(parse(cut.as_bytes())
+            .unwrap_err()
+            .message
+            .contains("System Type"));
         let e = parse(b"Hello: world\r\n").unwrap_err();
         assert_eq!(e.line, Some(1));
     }

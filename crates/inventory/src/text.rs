@@ -130,14 +130,12 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
 
 /// Strict UTF-8; the error names the line of the first invalid sequence.
 fn utf8(bytes: &[u8], line_offset: usize) -> Result<String, TextError> {
-    std::str::from_utf8(bytes)
-        .map(str::to_string)
-        .map_err(|e| {
-            TextError::new(
-                line_offset + line_of(bytes, e.valid_up_to()) - 1,
-                "invalid UTF-8: the file is mis-encoded",
-            )
-        })
+    std::str::from_utf8(bytes).map(str::to_string).map_err(|e| {
+        TextError::new(
+            line_offset + line_of(bytes, e.valid_up_to()) - 1,
+            "invalid UTF-8: the file is mis-encoded",
+        )
+    })
 }
 
 /// Strict UTF-16; `prefix_lines` is how many line breaks precede it in the file.
@@ -191,7 +189,8 @@ fn has_utf8_sequences(bytes: &[u8]) -> bool {
                 if valid.iter().any(|&b| b >= 0x80) {
                     return true;
                 }
-                rest = &rest[e.valid_up_to() + e.error_len().unwrap_or(rest.len() - e.valid_up_to())..];
+                rest = &rest
+                    [e.valid_up_to() + e.error_len().unwrap_or(rest.len() - e.valid_up_to())..];
             }
         }
     }
@@ -289,7 +288,10 @@ pub fn decode(bytes: &[u8], score: impl Fn(&[String]) -> usize) -> Result<Text, 
     if let Some(line) = first_error {
         return Err(TextError::new(
             line,
-            format!("invalid {} byte sequence: the file is mis-encoded", legacy.name()),
+            format!(
+                "invalid {} byte sequence: the file is mis-encoded",
+                legacy.name()
+            ),
         ));
     }
     if s > 0 && legacy.single_byte() && has_utf8_sequences(bytes) {
@@ -321,7 +323,10 @@ mod tests {
         let mut b = vec![0xFF, 0xFE];
         b.extend(utf16le("a\r\nb\r\r\n"));
         let t = decode(&b, |_| 1).unwrap();
-        assert_eq!((t.lines, t.encoding), (vec!["a".into(), "b".into()], "UTF-16LE"));
+        assert_eq!(
+            (t.lines, t.encoding),
+            (vec!["a".into(), "b".into()], "UTF-16LE")
+        );
         let t = decode(b"\xEF\xBB\xBFx\ny", |_| 1).unwrap();
         assert_eq!(t.lines, vec!["x", "y"]);
     }
@@ -332,7 +337,10 @@ mod tests {
         b.extend(utf16le("Caption  HotFixID\r\nx  KB123456\r\n"));
         let t = decode(&b, |_| 1).unwrap();
         assert_eq!(t.encoding, "ASCII, then UTF-16LE");
-        assert_eq!(t.lines, vec!["Please wait.Caption  HotFixID", "x  KB123456"]);
+        assert_eq!(
+            t.lines,
+            vec!["Please wait.Caption  HotFixID", "x  KB123456"]
+        );
     }
 
     #[test]
@@ -345,7 +353,12 @@ mod tests {
         b.extend(utf16le("a\r\n"));
         b.extend([0x00, 0xD8, 0x41, 0x00]);
         assert_eq!(decode(&b, |_| 1).unwrap_err().line, 2);
-        assert_eq!(decode(b"\xEF\xBB\xBFok\nbad \xFF\n", |_| 1).unwrap_err().line, 2);
+        assert_eq!(
+            decode(b"\xEF\xBB\xBFok\nbad \xFF\n", |_| 1)
+                .unwrap_err()
+                .line,
+            2
+        );
     }
 
     #[test]
@@ -353,7 +366,10 @@ mod tests {
         // "Versión" in cp850 (ó = 0xA2) and in windows-1252 (ó = 0xF3).
         let want = |lines: &[String]| usize::from(lines.iter().any(|l| l.contains("Versión")));
         assert_eq!(decode(b"Versi\xA2n: 1\n", want).unwrap().encoding, "cp850");
-        assert_eq!(decode(b"Versi\xF3n: 1\n", want).unwrap().encoding, "windows-1252");
+        assert_eq!(
+            decode(b"Versi\xF3n: 1\n", want).unwrap().encoding,
+            "windows-1252"
+        );
         // GBK "主机名" (host name).
         let zh = |lines: &[String]| usize::from(lines.iter().any(|l| l.starts_with("主机名")));
         let t = decode(b"\xD6\xF7\xBB\xFA\xC3\xFB: PC\n", zh).unwrap();
@@ -362,8 +378,17 @@ mod tests {
 
     #[test]
     fn a_utf8_file_with_a_bad_byte_is_mis_encoded() {
-        let e = decode("Domäne: X\nHost: \u{e9}\n".as_bytes().iter().copied().chain(*b"a\xFF\n").collect::<Vec<_>>().as_slice(), |_| 1)
-            .unwrap_err();
+        let e = decode(
+            "Domäne: X\nHost: \u{e9}\n"
+                .as_bytes()
+                .iter()
+                .copied()
+                .chain(*b"a\xFF\n")
+                .collect::<Vec<_>>()
+                .as_slice(),
+            |_| 1,
+        )
+        .unwrap_err();
         assert_eq!(e.line, 3);
     }
 }

@@ -67,7 +67,9 @@ pub fn identify(name: &str, build: &WindowsBuild) -> Result<WindowsOs, String> {
             19041 => platform("microsoft-_-windows_server_2004"),
             19042 => platform("microsoft-_-windows_server_20h2"),
             25398 => platform("microsoft-_-windows_server_23h2"),
-            b => Err(format!("Windows Server build {b} is not a release kbgap knows")),
+            b => Err(format!(
+                "Windows Server build {b} is not a release kbgap knows"
+            )),
         },
         _ => Err(format!("{build} is not a Windows NT version kbgap knows")),
     }
@@ -162,21 +164,42 @@ mod tests {
     #[test]
     fn builds_decide_names_only_split_servers() {
         let p = |name: &str, build: &str| identify(name, &b(build)).unwrap().platform;
-        assert_eq!(p("Microsoft Windows XP Professional", "5.1.2600"), "WindowsXP");
         assert_eq!(
-            p("Microsoft(R) Windows(R) XP Professional x64 Edition", "5.2.3790"),
+            p("Microsoft Windows XP Professional", "5.1.2600"),
             "WindowsXP"
         );
         assert_eq!(
-            p("Microsoft(R) Windows(R) Server 2003, Standard Edition", "5.2.3790"),
+            p(
+                "Microsoft(R) Windows(R) XP Professional x64 Edition",
+                "5.2.3790"
+            ),
+            "WindowsXP"
+        );
+        assert_eq!(
+            p(
+                "Microsoft(R) Windows(R) Server 2003, Standard Edition",
+                "5.2.3790"
+            ),
             "WindowsServer2003"
         );
-        assert_eq!(p("Microsoftr Windows Serverr 2008 Standard ", "6.0.6001"), "WindowsServer2008");
-        assert_eq!(p("Microsoftr Windows VistaT Enterprise ", "6.0.6002"), "WindowsVista");
-        assert_eq!(p("Microsoft Windows\u{a0}7 Entreprise N ", "6.1.7601"), "Windows7");
+        assert_eq!(
+            p("Microsoftr Windows Serverr 2008 Standard ", "6.0.6001"),
+            "WindowsServer2008"
+        );
+        assert_eq!(
+            p("Microsoftr Windows VistaT Enterprise ", "6.0.6002"),
+            "WindowsVista"
+        );
+        assert_eq!(
+            p("Microsoft Windows\u{a0}7 Entreprise N ", "6.1.7601"),
+            "Windows7"
+        );
         assert_eq!(p("Microsoft Windows 10 Pro", "10.0.22631"), "Windows11");
         assert_eq!(
-            p("Майкрософт Ознакомительная версия Windows Server 2012 R2 Standard", "6.3.9600"),
+            p(
+                "Майкрософт Ознакомительная версия Windows Server 2012 R2 Standard",
+                "6.3.9600"
+            ),
             "WindowsServer2012R2"
         );
         assert_eq!(
@@ -201,18 +224,34 @@ mod tests {
     fn bundled_components() {
         let kb = |n| KbId::from_number(n).unwrap();
         assert_eq!(
-            bundled("Windows10", &b("10.0.17763"), "Microsoft Windows 10 Pro", &[]),
+            bundled(
+                "Windows10",
+                &b("10.0.17763"),
+                "Microsoft Windows 10 Pro",
+                &[]
+            ),
             vec![
                 ("microsoft-_-internet_explorer", "11".to_string()),
                 ("microsoft-_-edge", "10.0.17763".to_string())
             ]
         );
         assert_eq!(
-            bundled("Windows10", &b("10.0.17763"), "Windows 10 Enterprise LTSC", &[]).len(),
+            bundled(
+                "Windows10",
+                &b("10.0.17763"),
+                "Windows 10 Enterprise LTSC",
+                &[]
+            )
+            .len(),
             1
         );
         assert_eq!(
-            bundled("Windows7", &b("6.1.7601"), "Windows 7", &[kb(982861), kb(2841134)]),
+            bundled(
+                "Windows7",
+                &b("6.1.7601"),
+                "Windows 7",
+                &[kb(982861), kb(2841134)]
+            ),
             vec![("microsoft-_-internet_explorer", "11".to_string())]
         );
         assert_eq!(

@@ -483,3 +483,42 @@ fn case_18_retention_window_and_sweep() {
         None
     );
 }
+
+#[test]
+fn case_17_components_apply_by_version_line() {
+    // KB5034273 lists ".NET Framework 3.5 AND 4.7.2" and ".NET Framework 3.5 AND 4.8" on
+    // Windows Server 2019 (full and Server Core, which take the same updates): with only 4.8
+    // installed, only the second product applies.
+    let cat = jan_2024();
+    let net = sw(".net_framework");
+    let with_net = |version: &str| {
+        let mut m = machine("windows_server_2019", "10.0.17763.5206", Arch::X64);
+        m.software.insert(net.clone(), Some(version.to_string()));
+        with_kbs(m, &[], true)
+    };
+    let products = |e: &Explanation| {
+        e.kbs
+            .iter()
+            .find(|k| k.verdict.kb == kb(5034273))
+            .map(|k| k.products.clone())
+            .unwrap_or_default()
+    };
+    let both = |line: &str| {
+        vec![
+            format!("Microsoft .NET Framework 3.5 AND {line} on Windows Server 2019"),
+            format!(
+                "Microsoft .NET Framework 3.5 AND {line} on Windows Server 2019 (Server Core installation)"
+            ),
+        ]
+    };
+    let e = explain(cat, &with_net("4.8"));
+    assert_eq!(products(&e), both("4.8"));
+    assert!(missing(&e, ".net_framework").contains(&5034273));
+    let e = explain(cat, &with_net("4.7.2"));
+    assert_eq!(products(&e), both("4.7.2"));
+    let e = explain(cat, &with_net("3.5|4.8"));
+    assert_eq!(products(&e).len(), 4);
+    // A version line that is not installed makes nothing applicable.
+    let e = explain(cat, &with_net("4.8.1"));
+    assert_eq!(products(&e), Vec::<String>::new());
+}

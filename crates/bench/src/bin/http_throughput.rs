@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use kbgap_api::ratelimit::Quota;
+use kbgap_api::ratelimit::{Limiter, Quota};
 use kbgap_api::{ApiConfig, Application, RateLimits, Security, Services};
 use kbgap_auth::{issuer_for, DevIssuer, MintRequest, Validator, ValidatorConfig};
 use kbgap_bench::shared_data;
@@ -96,6 +96,10 @@ fn fleet() -> Vec<Value> {
 struct Server {
     addr: std::net::SocketAddr,
     read_token: String,
+    /// The same pieces the server uses, for the in-process cost breakdown.
+    store: Arc<SqliteStore>,
+    catalog: Arc<CatalogHolder>,
+    validator: Arc<Validator>,
     _dir: tempfile::TempDir,
 }
 
@@ -167,7 +171,12 @@ fn start() -> Server {
         ..ApiConfig::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let served_store = store as Arc<dyn Store>;
+    let validator = Arc::new(validator);
+    let (served_store, served_catalog, served_validator) = (
+        store.clone() as Arc<dyn Store>,
+        catalog.clone(),
+        validator.clone(),
+    );
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -179,8 +188,8 @@ fn start() -> Server {
                 config,
                 Services {
                     store: served_store,
-                    catalog,
-                    validator: Arc::new(validator),
+                    catalog: served_catalog,
+                    validator: served_validator,
                     dev_issuer: None,
                     security: Arc::new(Security::default()),
                 },
@@ -194,8 +203,82 @@ fn start() -> Server {
     Server {
         addr: rx.recv().expect("server address"),
         read_token,
+        store,
+        catalog,
+        validator,
         _dir: dir,
     }
+}
+
+/// Per-call cost of each step of an authenticated `getmissingkbs`, measured in-process on
+/// one thread, so the HTTP figures can be read against them.
+fn breakdown(server: &Server) {
+    let per_call = |n: u32, mut f: Box<dyn FnMut() + '_>| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    };
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let software = kbgap_domain::SoftwareId::parse("microsoft-_-windows_10").expect("software");
+    let catalog = server.catalog.current();
+    let store = server.store.as_ref();
+    let query = per_call(
+        20_000,
+        Box::new(|| {
+            let rows = kbgap_service::missing_kbs(store, &catalog.catalog, &tenant, &software)
+                .expect("query");
+            std::hint::black_box(rows);
+        }),
+    );
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let verify = per_call(
+        2_000,
+        Box::new(|| {
+            std::hint::black_box(
+                server
+                    .validator
+                    .validate(&server.read_token, now)
+                    .expect("valid"),
+            );
+        }),
+    );
+    let cache = kbgap_auth::TokenCache::default();
+    let principal = Arc::new(
+        server
+            .validator
+            .validate(&server.read_token, now)
+            .expect("valid"),
+    );
+    cache.insert(&server.read_token, principal, now);
+    let cached = per_call(
+        200_000,
+        Box::new(|| {
+            std::hint::black_box(cache.get(&server.read_token, now).expect("cached"));
+        }),
+    );
+    let limiter = kbgap_api::ratelimit::InProcessLimiter::default();
+    let quota = Quota::per_minute_and_hour(1_000_000_000, 1_000_000_000).expect("quota");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let limit = per_call(
+        200_000,
+        Box::new(|| {
+            let key = kbgap_api::ratelimit::RateKey::from_parts([
+                "app",
+                "/api/Software/{id}/getmissingkbs",
+                TENANT,
+                "bench",
+            ]);
+            std::hint::black_box(rt.block_on(limiter.acquire(&key, &quota)).expect("limiter"));
+        }),
+    );
+    println!(
+        "in-process cost per call (1 thread): missing-KB query {query:.1} µs, token signature \
+         check {verify:.1} µs, validated-token cache hit {cached:.2} µs, rate limiter {limit:.2} µs"
+    );
 }
 
 struct Round {
@@ -303,6 +386,7 @@ fn main() {
     // Check the answer once, and warm up both routes (token cache, connections, caches).
     let probe = reqwest_free_probe(&rt, server.addr, &server.read_token);
     eprintln!("getmissingkbs answer: {probe} KBs");
+    breakdown(&server);
     load(&rt, server.addr, "/healthz", None, Duration::from_secs(1));
     load(
         &rt,

@@ -69,7 +69,10 @@ fn os(catalog: &Catalog, platform: &'static str, software: &str, build: u32, ie:
             }
         }
     }
-    assert!(!revisions.is_empty() && kbs.len() >= 40, "catalog has too little for {software}");
+    assert!(
+        !revisions.is_empty() && kbs.len() >= 40,
+        "catalog has too little for {software}"
+    );
     Os {
         platform,
         build,
@@ -94,8 +97,20 @@ fn fleet(catalog: &Catalog, kind: Fleet, run: usize, rng: &mut Rng) -> Vec<Vec<u
     let oses = [
         os(catalog, "Windows10", "windows_10", 19045, true),
         os(catalog, "Windows11", "windows_11", 22631, false),
-        os(catalog, "WindowsServer2019", "windows_server_2019", 17763, true),
-        os(catalog, "WindowsServer2022", "windows_server_2022", 20348, false),
+        os(
+            catalog,
+            "WindowsServer2019",
+            "windows_server_2019",
+            17763,
+            true,
+        ),
+        os(
+            catalog,
+            "WindowsServer2022",
+            "windows_server_2022",
+            20348,
+            false,
+        ),
     ];
     let now = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -181,12 +196,20 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn start(docs: &[kbgap_domain::cvrf::CvrfDocument]) -> (Server, Arc<SqliteStore>, Arc<CatalogHolder>) {
+fn start(
+    docs: &[kbgap_domain::cvrf::CvrfDocument],
+) -> (Server, Arc<SqliteStore>, Arc<CatalogHolder>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
     let t = Instant::now();
-    kbgap_service::import_catalog(store.as_ref(), docs, None, OffsetDateTime::now_utc(), Retention::default())
-        .expect("catalog import");
+    kbgap_service::import_catalog(
+        store.as_ref(),
+        docs,
+        None,
+        OffsetDateTime::now_utc(),
+        Retention::default(),
+    )
+    .expect("catalog import");
     eprintln!("catalog imported in {:.1}s", t.elapsed().as_secs_f64());
     let dev = DevIssuer::load_or_create(dir.path()).expect("dev issuer");
     let validator = Validator::new(
@@ -264,24 +287,36 @@ fn post_all(server: &Server, batches: &[Vec<u8>]) {
             .body(body.clone())
             .send()
             .expect("request");
-        assert!(r.status().is_success(), "{}: {}", r.status(), r.text().unwrap_or_default());
+        assert!(
+            r.status().is_success(),
+            "{}: {}",
+            r.status(),
+            r.text().unwrap_or_default()
+        );
     }
 }
 
 fn main() {
-    let docs = kbgap_catalog::read_documents(&[shared_data().join("msrc-cvrf")]).expect("MSRC archive");
+    let docs =
+        kbgap_catalog::read_documents(&[shared_data().join("msrc-cvrf")]).expect("MSRC archive");
     let (server, _store, holder) = start(&docs);
     let catalog = holder.current();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let machines = BATCH * BATCHES_PER_RUN;
 
     // Warm-up (connections, SQLite page cache, allocator), not counted.
-    post_all(&server, &fleet(&catalog.catalog, Fleet::Managed, 1000, &mut rng));
+    post_all(
+        &server,
+        &fleet(&catalog.catalog, Fleet::Managed, 1000, &mut rng),
+    );
 
     let rate = |d: Duration| machines as f64 / d.as_secs_f64();
     let mut run = 0;
     let mut stored = machines;
-    for (kind, name, runs) in [(Fleet::Managed, "managed fleet", RUNS), (Fleet::Unique, "no two machines alike", 3)] {
+    for (kind, name, runs) in [
+        (Fleet::Managed, "managed fleet", RUNS),
+        (Fleet::Unique, "no two machines alike", 3),
+    ] {
         for clients in [1, 2] {
             let fleets: Vec<Vec<Vec<u8>>> = (0..runs)
                 .map(|_| {
@@ -307,7 +342,10 @@ fn main() {
             );
         }
     }
-    println!("evaluation classes with this catalog: {}", catalog.class_count());
+    println!(
+        "evaluation classes with this catalog: {}",
+        catalog.class_count()
+    );
 
     // Where the time goes, in-process, for one batch of 1,000.
     let unique = fleet(&catalog.catalog, Fleet::Unique, run + 1, &mut rng);
@@ -316,7 +354,10 @@ fn main() {
         kbgap_inventory::parse_snapshots(body, false).expect("parse");
     }));
     let snapshots = kbgap_inventory::parse_snapshots(body, false).expect("parse");
-    let facts: Vec<_> = snapshots.iter().map(|s| s.facts().expect("facts")).collect();
+    let facts: Vec<_> = snapshots
+        .iter()
+        .map(|s| s.facts().expect("facts"))
+        .collect();
     let evaluate = median(&time_runs(RUNS, || {
         for f in &facts {
             kbgap_domain::evaluate(&catalog.catalog, f);
@@ -332,7 +373,16 @@ fn main() {
             evaluation: kbgap_domain::evaluate(&catalog.catalog, f).into(),
         })
         .collect();
-    let missing: usize = records.iter().map(|r| r.evaluation.missing.values().map(BTreeSet::len).sum::<usize>()).sum();
+    let missing: usize = records
+        .iter()
+        .map(|r| {
+            r.evaluation
+                .missing
+                .values()
+                .map(BTreeSet::len)
+                .sum::<usize>()
+        })
+        .sum();
     let dir = tempfile::tempdir().expect("temp dir");
     let scratch = SqliteStore::open(dir.path()).expect("store");
     let tenant = TenantId::parse(TENANT).expect("tenant");
@@ -345,11 +395,15 @@ fn main() {
                 ..r.clone()
             })
             .collect();
-        scratch.put_machines(&tenant, &renamed, 0, 0).expect("store");
+        scratch
+            .put_machines(&tenant, &renamed, 0, 0)
+            .expect("store");
         i += 1;
     }));
     let store_replace = median(&time_runs(RUNS, || {
-        scratch.put_machines(&tenant, &records, 0, 0).expect("store");
+        scratch
+            .put_machines(&tenant, &records, 0, 0)
+            .expect("store");
     }));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("per batch of {BATCH} (in-process, median of {RUNS}; {} missing (software, KB) pairs in it):", missing);

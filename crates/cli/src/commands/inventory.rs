@@ -134,7 +134,14 @@ pub fn import_inventory(
             .with_context(|| format!("machine {:?}: invalid snapshot; nothing was stored", s.id))?;
     }
     let holder = CatalogHolder::load(store)?;
-    kbgap_service::ingest(store, &holder, tenant, &snapshots, now, Retention::default())?;
+    kbgap_service::ingest(
+        store,
+        &holder,
+        tenant,
+        &snapshots,
+        now,
+        Retention::default(),
+    )?;
     Ok(snapshots.len())
 }
 
