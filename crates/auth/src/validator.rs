@@ -162,8 +162,9 @@ impl Validator {
     }
 
     /// Validates `token` at time `now_unix` (seconds). Checks run in this order, so each
-    /// refusal names the first rule broken: size and shape, header `alg`, key, signature,
-    /// `exp`/`nbf`, `tid`, `iss`, `aud`, tenant allow-list.
+    /// refusal names the first rule broken: size and shape, header `alg`, (with several
+    /// trusted issuers: the issuer whose keys to use, from the unverified `iss` and `tid`),
+    /// key, signature, `exp`/`nbf`, `tid`, `iss`, `aud`, tenant allow-list.
     pub fn validate(&self, token: &str, now_unix: i64) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
