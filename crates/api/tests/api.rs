@@ -676,8 +676,9 @@ fn bad_ingestion_is_rejected_and_stores_nothing() {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "UnsupportedMediaType",
     );
+    // 600 copies: ~80 KB whatever the length of `lastSeen` (500 could land just under 64 KiB).
     let r = post(
-        format!("[{}]", vec![good.to_string(); 500].join(",")),
+        format!("[{}]", vec![good.to_string(); 600].join(",")),
         "application/json",
     );
     assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge");

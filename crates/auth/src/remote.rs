@@ -139,7 +139,8 @@ pub fn check_url(url: &str) -> Result<(), RemoteJwksError> {
 
 /// Whether `url` is plain http (to a loopback host, once [`check_url`] passed).
 fn is_plain_http(url: &str) -> bool {
-    url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    url.get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
 }
 
 fn is_loopback_authority(rest: &str) -> bool {

@@ -81,6 +81,8 @@ pub struct AuthFile {
     pub allowed_tenants: Option<Vec<String>>,
     pub dev_issuer: Option<String>,
     pub force_dev_issuer: Option<bool>,
+    /// Signature algorithms accepted (default `["RS256"]`); RSA ones only, never HMAC.
+    pub algorithms: Option<Vec<String>>,
 }
 
 /// One identity provider of `[[auth.providers]]`.
@@ -218,6 +220,7 @@ pub struct AuthSettings {
     pub allowed_tenants: Option<Vec<String>>,
     pub dev_issuer: String,
     pub force_dev_issuer: bool,
+    pub algorithms: Option<Vec<String>>,
 }
 
 fn non_empty(v: &[String]) -> Option<Vec<String>> {
@@ -313,6 +316,7 @@ pub fn auth_settings(flags: &ServerFlags, file: &FileConfig) -> AuthSettings {
             .clone()
             .unwrap_or_else(|| kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()),
         force_dev_issuer: flags.force_dev_issuer || f.force_dev_issuer.unwrap_or(false),
+        algorithms: f.algorithms.clone(),
     }
 }
 

@@ -221,7 +221,14 @@ fn the_development_issuer_refuses_a_public_address() {
 #[test]
 fn explain_tells_why() {
     let dir = tempfile::tempdir().unwrap();
-    let o = kbgap(dir.path(), &["catalog", "import", &format!("{FIXTURES}/2024-Jan-mini.xml")]);
+    let o = kbgap(
+        dir.path(),
+        &[
+            "catalog",
+            "import",
+            &format!("{FIXTURES}/2024-Jan-mini.xml"),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -233,23 +240,53 @@ fn explain_tells_why() {
     )
     .unwrap();
     let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-    let o = kbgap(dir.path(), &["inventory", "import", "--tenant", tenant, file.to_str().unwrap()]);
+    let o = kbgap(
+        dir.path(),
+        &[
+            "inventory",
+            "import",
+            "--tenant",
+            tenant,
+            file.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = kbgap(dir.path(), &["explain", "--tenant", tenant, "--machine", "pc-1"]);
+    let o = kbgap(
+        dir.path(),
+        &["explain", "--tenant", tenant, "--machine", "pc-1"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("missing for microsoft-_-windows_10: KB5034122\n"), "{out}");
+    assert!(
+        out.contains("missing for microsoft-_-windows_10: KB5034122\n"),
+        "{out}"
+    );
     assert!(
         out.contains("KB5034122 (January 2024 Security Updates) — windows_10: missing\n"),
         "{out}"
     );
-    assert!(out.contains("rule b: machine revision 3803 < FixedBuild revision 3930"), "{out}");
-    let o = kbgap(dir.path(), &["explain", "--tenant", tenant, "--machine", "pc-2"]);
+    assert!(
+        out.contains("rule b: machine revision 3803 < FixedBuild revision 3930"),
+        "{out}"
+    );
+    let o = kbgap(
+        dir.path(),
+        &["explain", "--tenant", tenant, "--machine", "pc-2"],
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("has no machine pc-2"), "{}", stderr(&o));
     let o = kbgap(
         dir.path(),
-        &["explain", "--tenant", tenant, "--indeterminate", "microsoft-_-windows_10"],
+        &[
+            "explain",
+            "--tenant",
+            tenant,
+            "--indeterminate",
+            "microsoft-_-windows_10",
+        ],
     );
-    assert_eq!(stdout(&o), "0 active machine(s) indeterminate for microsoft-_-windows_10\n");
+    assert_eq!(
+        stdout(&o),
+        "0 active machine(s) indeterminate for microsoft-_-windows_10\n"
+    );
 }

@@ -75,7 +75,10 @@ impl Track {
         if NOT_ROLLUPS.iter().any(|n| st.contains(n)) {
             return Track::Standalone;
         }
-        if st.contains("monthlyrollup") || st.contains("iecumulative") || st.contains("previewrollup") {
+        if st.contains("monthlyrollup")
+            || st.contains("iecumulative")
+            || st.contains("previewrollup")
+        {
             return Track::Cumulative;
         }
         match &class.host {
@@ -107,9 +110,8 @@ pub struct Entry {
     /// A cumulative update of a month in which the same product also got a hotpatch:
     /// hotpatch-enrolled machines take the hotpatch instead.
     pub replaced_by_hotpatch: bool,
-    /// A standalone OS update of a cumulative branch (servicing stack, Secure Boot): not a
-    /// rollup, but every later rollup of the branch supersedes it (Windows Update installs it
-    /// as their prerequisite).
+    /// A standalone OS update (servicing stack, Secure Boot, pre-rollup Windows 7/8.1
+    /// updates): not a rollup, but every later rollup of the branch supersedes it.
     pub below_rollups: bool,
 }
 
@@ -134,6 +136,19 @@ pub enum RepairKind {
     /// A cumulative update's `Supercedence` does not name its predecessor in the chain (empty,
     /// or skipping a month): the implied cumulative order supplies the link.
     ChainLinkMissing,
+}
+
+/// What a KB is in a cumulative chain. Ordered so that, on the same day, the updates a rollup
+/// contains sort before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Member {
+    /// A Security Only update: the rollup of its month and every later one contain it, but it
+    /// is an alternative to them, not something they replace on the machine's own track.
+    SecurityOnly,
+    /// A standalone OS update (servicing stack, Secure Boot): later rollups supersede it.
+    Below,
+    /// A rollup (LCU, Monthly Rollup, IE Cumulative): supersedes everything before it.
+    Rollup,
 }
 
 /// The chains and closures of supersedence are kept per software and architecture.
@@ -169,9 +184,8 @@ pub struct Catalog {
     cve_addressed: HashMap<(SoftwareId, KbId), u32>,
     /// MSRC's own `Supercedence` edges, newer → older.
     msrc_edges: HashMap<Scope, HashMap<KbId, Vec<KbId>>>,
-    /// Cumulative chains, oldest first; `true` marks a rollup, which supersedes everything
-    /// before it, `false` a standalone update that only later rollups supersede.
-    chains: Vec<Vec<(KbId, bool)>>,
+    /// Cumulative chains, oldest first, with what each member is.
+    chains: Vec<Vec<(KbId, Member)>>,
     /// For each KB of a scope, the chains it sits in and its position there.
     chain_positions: HashMap<Scope, HashMap<KbId, Vec<(usize, usize)>>>,
     /// Highest cumulative revision per (host OS, branch).
@@ -389,7 +403,7 @@ impl Catalog {
 
         let mut by_software: HashMap<SoftwareId, SoftwareEntries> = HashMap::new();
         let mut msrc_edges: HashMap<Scope, HashMap<KbId, Vec<KbId>>> = HashMap::new();
-        let mut chain_members: HashMap<ChainKey, Vec<(Date, u32, KbId, bool)>> = HashMap::new();
+        let mut chain_members: HashMap<ChainKey, Vec<(Date, u32, Member, KbId)>> = HashMap::new();
         // The versions (host builds) each cumulative update lists within its chain.
         let mut listed: HashMap<(ChainKey, KbId), BTreeSet<u32>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
@@ -417,8 +431,14 @@ impl Catalog {
                     }
                 }
             }
-            let rollup = e.track == Track::Cumulative;
-            if (rollup || e.below_rollups) && !e.wrong_branch {
+            let member = match e.track {
+                Track::Cumulative => Some(Member::Rollup),
+                Track::SecurityOnly => Some(Member::SecurityOnly),
+                _ if e.below_rollups => Some(Member::Below),
+                _ => None,
+            };
+            let rollup = member == Some(Member::Rollup);
+            if let (Some(member), false) = (member, e.wrong_branch) {
                 let date = kbs.get(&e.kb).map(|k| k.release_date).unwrap_or(Date::MIN);
                 let key = ChainKey {
                     software: e.class.software.clone(),
@@ -436,8 +456,8 @@ impl Catalog {
                 chain_members.entry(key).or_default().push((
                     date,
                     e.fixed_revision.unwrap_or(0),
+                    member,
                     e.kb,
-                    rollup,
                 ));
             }
         }
@@ -461,14 +481,18 @@ impl Catalog {
         for key in chain_keys {
             let mut members = chain_members.remove(&key).unwrap_or_default();
             members.sort();
-            let mut chain: Vec<(KbId, bool)> = Vec::with_capacity(members.len());
-            for (_, _, kb, rollup) in members {
+            let mut chain: Vec<(KbId, Member)> = Vec::with_capacity(members.len());
+            for (_, _, member, kb) in members {
                 match chain.iter_mut().find(|(k, _)| *k == kb) {
-                    Some(m) => m.1 |= rollup,
-                    None => chain.push((kb, rollup)),
+                    Some(m) => m.1 = m.1.max(member),
+                    None => chain.push((kb, member)),
                 }
             }
-            let rollups: Vec<KbId> = chain.iter().filter(|m| m.1).map(|m| m.0).collect();
+            let rollups: Vec<KbId> = chain
+                .iter()
+                .filter(|m| m.1 == Member::Rollup)
+                .map(|m| m.0)
+                .collect();
             // Where MSRC's Supercedence of an OS update does not name its predecessor, the
             // implied order supplies the link: record it once per KB, OS and architecture.
             if key.software == key.host {
@@ -645,18 +669,26 @@ impl Catalog {
                 path.reverse();
                 return Some(path);
             }
-            let msrc = edges.and_then(|e| e.get(&kb)).into_iter().flatten().copied();
+            let msrc = edges
+                .and_then(|e| e.get(&kb))
+                .into_iter()
+                .flatten()
+                .copied();
             // In a chain a rollup steps to its immediate predecessor and to the previous
             // rollup: paths stay short and readable.
             let chain = positions
                 .and_then(|p| p.get(&kb))
                 .into_iter()
                 .flatten()
-                .filter(|&&(c, pos)| self.chains[c][pos].1)
+                .filter(|&&(c, pos)| self.chains[c][pos].1 == Member::Rollup)
                 .flat_map(|&(c, pos)| {
                     let before = &self.chains[c][..pos];
                     let previous = before.last().map(|m| m.0);
-                    let previous_rollup = before.iter().rev().find(|m| m.1).map(|m| m.0);
+                    let previous_rollup = before
+                        .iter()
+                        .rev()
+                        .find(|m| m.1 == Member::Rollup)
+                        .map(|m| m.0);
                     previous.into_iter().chain(previous_rollup)
                 });
             for next in msrc.chain(chain) {
@@ -704,18 +736,20 @@ impl Catalog {
         arch: Arch,
         seeds: impl IntoIterator<Item = KbId>,
     ) -> HashSet<KbId> {
-        self.closure(software, arch, seeds, true)
+        self.closure(software, arch, seeds, true, true)
     }
 
     /// Every KB that some *other* of the given KBs supersedes: a seed is in the answer only
-    /// when another seed supersedes it. One pass, whatever the number of seeds.
+    /// when another seed supersedes it. One pass, whatever the number of seeds. Security Only
+    /// updates are left out: a rollup contains them but does not replace them on a machine
+    /// that follows the Security Only track (the engine chooses between such alternatives).
     pub fn superseded_by_another(
         &self,
         software: &SoftwareId,
         arch: Arch,
         seeds: impl IntoIterator<Item = KbId>,
     ) -> HashSet<KbId> {
-        self.closure(software, arch, seeds, false)
+        self.closure(software, arch, seeds, false, false)
     }
 
     fn closure(
@@ -724,6 +758,7 @@ impl Catalog {
         arch: Arch,
         seeds: impl IntoIterator<Item = KbId>,
         include_seeds: bool,
+        security_only: bool,
     ) -> HashSet<KbId> {
         let scope = (software.clone(), arch);
         let edges = self.msrc_edges.get(&scope);
@@ -740,15 +775,18 @@ impl Catalog {
             }
             if let Some(ps) = positions.and_then(|p| p.get(&kb)) {
                 for &(chain, pos) in ps {
-                    if !self.chains[chain][pos].1 {
+                    if self.chains[chain][pos].1 != Member::Rollup {
                         continue;
                     }
                     // Walking down a chain can stop at the first rollup already seen: its own
                     // predecessors are queued or done.
-                    for &(older, rollup) in self.chains[chain][..pos].iter().rev() {
+                    for &(older, member) in self.chains[chain][..pos].iter().rev() {
+                        if member == Member::SecurityOnly && !security_only {
+                            continue;
+                        }
                         if seen.insert(older) {
                             queue.push(older);
-                        } else if rollup {
+                        } else if member == Member::Rollup {
                             break;
                         }
                     }
@@ -831,13 +869,13 @@ fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
     for i in demote {
         entries[i].track = Track::Standalone;
     }
-    // Every standalone update of a Windows 10+ OS (servicing stack, Secure Boot DBX, …) sits
-    // below the rollups that come after it.
+    // Every standalone update of an OS (servicing stack, Secure Boot DBX, and the individual
+    // updates of Windows 7/8.1-era systems before rollups began in October 2016) sits below
+    // the rollups that come after it: Microsoft folded earlier fixes into the rollups, and
+    // Windows Update no longer offers them to a machine that has a later rollup.
     for e in entries.iter_mut() {
         if let Some(host) = &e.class.host {
-            e.below_rollups = e.track == Track::Standalone
-                && host.build >= 10240
-                && host.software == e.class.software;
+            e.below_rollups = e.track == Track::Standalone && host.software == e.class.software;
         }
     }
 }

@@ -58,11 +58,15 @@ pub enum Outcome {
     /// Not known to be present or absent: never counted as missing.
     Unknown,
     /// A newer unsatisfied KB supersedes it; that one is reported instead.
-    Superseded { by: KbId },
+    Superseded {
+        by: KbId,
+    },
     /// Unsatisfied, but every CVE it fixes is closed by another update already present.
     NoOpenCve,
     /// Closes the same open CVEs as updates of the machine's own track, which are reported.
-    Alternative { reported: Vec<KbId> },
+    Alternative {
+        reported: Vec<KbId>,
+    },
 }
 
 /// The outcome of evaluating one machine: what counts need.
@@ -96,6 +100,9 @@ pub struct KbExplanation {
     pub repairs: Vec<String>,
     /// Why the answer is unknown, when it is.
     pub unknown_because: Option<String>,
+    /// The machine's open CVEs this KB would close, directly or through the KBs it
+    /// supersedes: the risk it removes.
+    pub closes_open_cves: Vec<String>,
 }
 
 /// What became of a KB for one software.
@@ -153,6 +160,7 @@ pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
             repairs: a.repairs_for(catalog, *kb),
             unknown_because: (verdict.satisfied == Satisfied::Unknown)
                 .then(|| a.unknown_reason(verdict)),
+            closes_open_cves: a.closes_open_cves(catalog, *kb),
         });
     }
     Explanation {
@@ -167,6 +175,8 @@ struct Analysis<'a> {
     applicable: BTreeMap<KbId, Vec<&'a Entry>>,
     verdicts: BTreeMap<KbId, KbVerdict>,
     outcomes: BTreeMap<(SoftwareId, KbId), Outcome>,
+    /// Per CVE index: closed by an applicable update that is present.
+    closed: Vec<bool>,
     evaluation: Evaluation,
 }
 
@@ -178,6 +188,7 @@ impl<'a> Analysis<'a> {
             applicable: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             outcomes: BTreeMap::new(),
+            closed: Vec::new(),
             evaluation: Evaluation {
                 software: machine.software.keys().cloned().collect(),
                 ..Evaluation::default()
@@ -205,7 +216,13 @@ impl<'a> Analysis<'a> {
     }
 
     /// Rules a–e of §3.2 for every applicable KB.
-    fn decide_satisfaction(&mut self, catalog: &Catalog, os: &OsFacts, branch: Branch, detail: bool) {
+    fn decide_satisfaction(
+        &mut self,
+        catalog: &Catalog,
+        os: &OsFacts,
+        branch: Branch,
+        detail: bool,
+    ) {
         let machine = self.machine;
         let pending: Vec<KbId> = machine.pending_kbs.iter().copied().collect();
         let mut pending_cover: HashMap<&SoftwareId, HashSet<KbId>> = HashMap::new();
@@ -224,7 +241,11 @@ impl<'a> Analysis<'a> {
                     pending_cover
                         .entry(&e.class.software)
                         .or_insert_with(|| {
-                            catalog.superseded_by(&e.class.software, os.arch, pending.iter().copied())
+                            catalog.superseded_by(
+                                &e.class.software,
+                                os.arch,
+                                pending.iter().copied(),
+                            )
                         })
                         .contains(kb)
                 });
@@ -232,7 +253,14 @@ impl<'a> Analysis<'a> {
                 self.evaluation.pending_restart = true;
                 Some((Satisfied::No, Rule::PendingRestart))
             } else if let (Some(r), Some(f)) = (os.revision, fixed) {
-                Some((if r >= f { Satisfied::Yes } else { Satisfied::No }, Rule::Build))
+                Some((
+                    if r >= f {
+                        Satisfied::Yes
+                    } else {
+                        Satisfied::No
+                    },
+                    Rule::Build,
+                ))
             } else {
                 None
             };
@@ -272,7 +300,11 @@ impl<'a> Analysis<'a> {
                     cover
                         .entry(&e.class.software)
                         .or_insert_with(|| {
-                            catalog.superseded_by(&e.class.software, os.arch, installed.iter().copied())
+                            catalog.superseded_by(
+                                &e.class.software,
+                                os.arch,
+                                installed.iter().copied(),
+                            )
                         })
                         .contains(kb)
                 });
@@ -355,12 +387,14 @@ impl<'a> Analysis<'a> {
                     Satisfied::Unknown => {
                         self.evaluation.indeterminate.insert(software.clone());
                         if detail {
-                            self.outcomes.insert((software.clone(), *kb), Outcome::Unknown);
+                            self.outcomes
+                                .insert((software.clone(), *kb), Outcome::Unknown);
                         }
                     }
                     Satisfied::Yes => {
                         if detail {
-                            self.outcomes.insert((software.clone(), *kb), Outcome::Satisfied);
+                            self.outcomes
+                                .insert((software.clone(), *kb), Outcome::Satisfied);
                         }
                     }
                 }
@@ -487,6 +521,7 @@ impl<'a> Analysis<'a> {
                 self.evaluation.missing.insert(software.clone(), missing);
             }
         }
+        self.closed = closed;
     }
 
     /// Whether the machine's newest installed OS update is a Security Only update.
@@ -507,6 +542,35 @@ impl<'a> Analysis<'a> {
             .is_some_and(|(_, track)| track == Track::SecurityOnly)
     }
 
+    fn closes_open_cves(&self, catalog: &Catalog, kb: KbId) -> Vec<String> {
+        let (Some(os), false) = (self.os, self.closed.is_empty()) else {
+            return Vec::new();
+        };
+        if self.verdicts[&kb].satisfied == Satisfied::Yes {
+            return Vec::new();
+        }
+        let mut cves = BTreeSet::new();
+        let softwares: BTreeSet<&SoftwareId> = self.applicable[&kb]
+            .iter()
+            .map(|e| &e.class.software)
+            .collect();
+        for software in softwares {
+            for k in catalog.superseded_by(software, os.arch, [kb]) {
+                for e in self.applicable.get(&k).into_iter().flatten() {
+                    if &e.class.software == software {
+                        cves.extend(
+                            e.cves
+                                .iter()
+                                .filter(|&&c| !self.closed[c as usize])
+                                .map(|&c| catalog.cve_name(c).to_string()),
+                        );
+                    }
+                }
+            }
+        }
+        cves.into_iter().collect()
+    }
+
     fn repairs_for(&self, catalog: &Catalog, kb: KbId) -> Vec<String> {
         let Some(os) = self.os else {
             return Vec::new();
@@ -515,7 +579,12 @@ impl<'a> Analysis<'a> {
         let entries = &self.applicable[&kb];
         if entries
             .iter()
-            .filter(|e| e.class.host.as_ref().is_some_and(|h| h.software == os.software))
+            .filter(|e| {
+                e.class
+                    .host
+                    .as_ref()
+                    .is_some_and(|h| h.software == os.software)
+            })
             .all(|e| e.class.host.as_ref().is_some_and(|h| h.build != os.build))
             && entries.iter().any(|e| e.class.host.is_some())
         {

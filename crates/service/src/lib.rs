@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::CvrfDocument;
-use kbgap_domain::{evaluate, Catalog, Evaluation, KbId, MachineFacts, MachineId, SoftwareId, TenantId};
+use kbgap_domain::{
+    evaluate, Catalog, Evaluation, KbId, MachineFacts, MachineId, SoftwareId, TenantId,
+};
 use kbgap_inventory::{Snapshot, SnapshotError};
 use kbgap_store::{CatalogState, ImportSummary, MachineRecord, Store, StoreError};
 use time::{Date, OffsetDateTime};

@@ -156,7 +156,11 @@ fn case_08_a_machine_newer_than_the_catalog() {
         false,
     );
     let e = explain(jan_2024(), &m);
-    assert!(e.evaluation.missing.is_empty(), "{:?}", e.evaluation.missing);
+    assert!(
+        e.evaluation.missing.is_empty(),
+        "{:?}",
+        e.evaluation.missing
+    );
 }
 
 #[test]
@@ -164,7 +168,10 @@ fn case_09_no_revision_and_no_kb_list_is_indeterminate() {
     let e = explain(jan_2024(), &machine("windows_11", "10.0.22631", Arch::X64));
     assert!(e.evaluation.missing.is_empty());
     assert!(!e.kbs.is_empty());
-    assert!(e.kbs.iter().all(|v| v.verdict.satisfied == Satisfied::Unknown));
+    assert!(e
+        .kbs
+        .iter()
+        .all(|v| v.verdict.satisfied == Satisfied::Unknown));
     assert_eq!(
         e.evaluation.indeterminate,
         [sw("windows_11")].into_iter().collect::<BTreeSet<_>>()
@@ -277,14 +284,23 @@ fn case_04_a_chain_link_msrc_leaves_out_comes_from_the_implied_order() {
     assert!(cat.repairs().iter().any(|r| r.kb == kb(5043080)
         && r.kind == kbgap_domain::catalog::RepairKind::ChainLinkMissing
         && r.product_name == "windows_11 branch 26100 x64"
-        && r.evidence.ends_with("the previous cumulative update of the chain is KB5041571")));
-    let m = with_kbs(machine("windows_11", "10.0.26100", Arch::X64), &[5043080], true);
+        && r.evidence
+            .ends_with("the previous cumulative update of the chain is KB5041571")));
+    let m = with_kbs(
+        machine("windows_11", "10.0.26100", Arch::X64),
+        &[5043080],
+        true,
+    );
     let e = explain(&cat, &m);
     assert_eq!(verdict(&e, 5041571), (Satisfied::Yes, Rule::InstalledKb));
     let k = e.kbs.iter().find(|k| k.verdict.kb == kb(5041571)).unwrap();
     assert_eq!(k.verdict.covered_by, Some(kb(5043080)));
     assert_eq!(k.chain, vec![kb(5043080), kb(5041571)]);
-    assert!(e.evaluation.missing.get(&sw("windows_11")).is_none_or(|m| !m.contains(&kb(5041571))));
+    assert!(e
+        .evaluation
+        .missing
+        .get(&sw("windows_11"))
+        .is_none_or(|m| !m.contains(&kb(5041571))));
 }
 
 #[test]
@@ -302,11 +318,24 @@ fn case_06_hotpatch() {
     enrolled.os.as_mut().unwrap().hotpatch_enrolled = true;
     let e = explain(&cat, &enrolled);
     assert_eq!(verdict(&e, 5030325), (Satisfied::Yes, Rule::Build));
-    assert!(!e.kbs.iter().any(|k| k.verdict.kb == kb(5030216)), "the LCU is not applicable");
-    assert!(e.evaluation.missing.is_empty(), "{:?}", e.evaluation.missing);
+    assert!(
+        !e.kbs.iter().any(|k| k.verdict.kb == kb(5030216)),
+        "the LCU is not applicable"
+    );
+    assert!(
+        e.evaluation.missing.is_empty(),
+        "{:?}",
+        e.evaluation.missing
+    );
 
-    let e = explain(&cat, &machine("windows_server_2022", "10.0.20348.1906", Arch::X64));
-    assert!(!e.kbs.iter().any(|k| k.verdict.kb == kb(5030325)), "no hotpatch when not enrolled");
+    let e = explain(
+        &cat,
+        &machine("windows_server_2022", "10.0.20348.1906", Arch::X64),
+    );
+    assert!(
+        !e.kbs.iter().any(|k| k.verdict.kb == kb(5030325)),
+        "no hotpatch when not enrolled"
+    );
     assert_eq!(missing(&e, "windows_server_2022"), vec![5030216]);
 }
 
@@ -322,27 +351,41 @@ fn case_07_alternative_remediations() {
     let e = explain(&cat, &m);
     assert_eq!(verdict(&e, 4012213), (Satisfied::Yes, Rule::InstalledKb));
     assert_eq!(verdict(&e, 4012216), (Satisfied::No, Rule::CompleteKbList));
-    // The machine is on the Security Only track: the rollup is reported through nothing but
-    // the older Security Only updates it would also replace, never for CVE-2017-0143.
-    let reported = missing(&e, "windows_server_2012_r2");
-    assert!(!reported.contains(&4012216), "{reported:?}");
-    match outcome(&e, 4012216, "windows_server_2012_r2") {
-        kbgap_domain::engine::Outcome::Alternative { reported: r } => {
-            assert!(!r.is_empty());
-            assert!(r.iter().all(|k| reported.contains(&k.number())));
-        }
-        other => panic!("{other:?}"),
-    }
+    // CVE-2017-0143 is closed by the Security Only update: the rollup, still reported for the
+    // older fixes the machine lacks (its list is complete and holds nothing else), is not
+    // missing on account of it.
+    let k = e.kbs.iter().find(|k| k.verdict.kb == kb(4012216)).unwrap();
+    let listed: BTreeSet<&str> = cat
+        .entries_for(&sw("windows_server_2012_r2"))
+        .filter(|en| en.kb == kb(4012216))
+        .flat_map(|en| en.cves.iter().map(|c| cat.cve_name(*c)))
+        .collect();
+    assert!(listed.contains("CVE-2017-0143"));
+    assert!(!k.closes_open_cves.contains(&"CVE-2017-0143".to_string()));
+    assert!(!k.closes_open_cves.is_empty());
+    assert!(!k
+        .closes_open_cves
+        .iter()
+        .any(|c| listed.contains(c.as_str()) && e.kbs.iter().any(|x| x.verdict.kb == kb(4012213))));
     // On the rollup track (nothing installed), the rollup is reported and the Security Only
     // update of the month is its alternative. (The standalone updates from before the rollups
     // began in October 2016 are missing on both tracks: no rollup contains them.)
-    let e = explain(&cat, &with_kbs(machine("windows_server_2012_r2", "6.3.9600", Arch::X64), &[], true));
+    let e = explain(
+        &cat,
+        &with_kbs(
+            machine("windows_server_2012_r2", "6.3.9600", Arch::X64),
+            &[],
+            true,
+        ),
+    );
     let reported = missing(&e, "windows_server_2012_r2");
     assert!(reported.contains(&4012216));
     assert!(!reported.contains(&4012213));
     assert_eq!(
         outcome(&e, 4012213, "windows_server_2012_r2"),
-        kbgap_domain::engine::Outcome::Alternative { reported: vec![kb(4012216)] }
+        kbgap_domain::engine::Outcome::Alternative {
+            reported: vec![kb(4012216)]
+        }
     );
 }
 
@@ -353,10 +396,18 @@ fn case_14_server_core_counts_once_and_matches() {
     core.os.as_mut().unwrap().install_type = InstallType::ServerCore;
     let e = explain(cat, &core);
     assert_eq!(missing(&e, "windows_server_2019"), vec![5034127]);
-    let products = &e.kbs.iter().find(|k| k.verdict.kb == kb(5034127)).unwrap().products;
+    let products = &e
+        .kbs
+        .iter()
+        .find(|k| k.verdict.kb == kb(5034127))
+        .unwrap()
+        .products;
     assert!(products.contains(&"Windows Server 2019 (Server Core installation)".to_string()));
     // CVEs listed for both installations count once: 33 distinct in the January document.
-    assert_eq!(cat.cve_addressed(&sw("windows_server_2019"), kb(5034127)), 33);
+    assert_eq!(
+        cat.cve_addressed(&sw("windows_server_2019"), kb(5034127)),
+        33
+    );
 }
 
 #[test]
@@ -376,12 +427,19 @@ fn case_16_version_fixed_products_never_yield_kbs() {
     let cat = full();
     assert_eq!(cat.entries_for(&sw("edge_chromium-based")).count(), 0);
     let mut m = machine("windows_10", "10.0.19045.3570", Arch::X64);
-    m.software.insert(sw("edge_chromium-based"), Some("120.0.2210.61".into()));
+    m.software
+        .insert(sw("edge_chromium-based"), Some("120.0.2210.61".into()));
     let e = explain(cat, &m);
     assert!(e.evaluation.software.contains(&sw("edge_chromium-based")));
-    assert!(!e.evaluation.missing.contains_key(&sw("edge_chromium-based")));
+    assert!(!e
+        .evaluation
+        .missing
+        .contains_key(&sw("edge_chromium-based")));
     // A FixedBuild that is not a build is never parsed as one.
-    assert_eq!(kbgap_domain::WindowsBuild::parse("https://aka.ms/OfficeSecurityReleases"), None);
+    assert_eq!(
+        kbgap_domain::WindowsBuild::parse("https://aka.ms/OfficeSecurityReleases"),
+        None
+    );
 }
 
 #[test]
@@ -396,7 +454,9 @@ fn equivalence_classes_give_the_same_counts_as_machines() {
         ("windows_server_2019", 17763, [4974, 5122, 5206, 5329]),
         ("windows_11", 22631, [2428, 2715, 2861, 3007]),
     ];
-    let kbs = [5031356, 5032189, 5033372, 5034122, 5031361, 5032196, 5033371];
+    let kbs = [
+        5031356, 5032189, 5033372, 5034122, 5031361, 5032196, 5033371,
+    ];
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |n: usize| {
         seed ^= seed << 13;
@@ -475,8 +535,14 @@ fn case_18_retention_window_and_sweep() {
     assert_eq!((rows[0].kb.number(), rows[0].machines), (5034122, 1));
     // Two days later the fresh machine has aged out too: the sweep removes it, no ingest needed.
     let later = now + time::Duration::days(2);
-    assert_eq!(kbgap_service::sweep(&store, later, Retention::default()).unwrap(), 1);
-    assert_eq!(kbgap_service::sweep(&store, later, Retention::default()).unwrap(), 0);
+    assert_eq!(
+        kbgap_service::sweep(&store, later, Retention::default()).unwrap(),
+        1
+    );
+    assert_eq!(
+        kbgap_service::sweep(&store, later, Retention::default()).unwrap(),
+        0
+    );
     assert!(!store.software_known(&tenant, &w10).unwrap());
     assert_eq!(
         kbgap_service::missing_kbs(&store, &holder.current().catalog, &tenant, &w10).unwrap(),
@@ -521,4 +587,188 @@ fn case_17_components_apply_by_version_line() {
     // A version line that is not installed makes nothing applicable.
     let e = explain(cat, &with_net("4.8.1"));
     assert_eq!(products(&e), Vec::<String>::new());
+}
+
+#[test]
+fn case_12_an_omitted_sibling_applies_through_the_branch() {
+    // The archive lists KB5023696 (March 2023, 19044/19045.2728) for 21H2 and 22H2 only; a
+    // 20H2 machine (19042) of the same branch below that revision is missing it.
+    let cat = cut(2023, 3, 31);
+    let e = explain(&cat, &machine("windows_10", "10.0.19042.2604", Arch::X64));
+    assert_eq!(missing(&e, "windows_10"), vec![5023696]);
+    let k = e.kbs.iter().find(|k| k.verdict.kb == kb(5023696)).unwrap();
+    assert_eq!(
+        k.repairs,
+        vec![
+            "applies through servicing branch 19041: the update lists sibling versions of build 19044, 19045, not 19042 itself"
+                .to_string()
+        ]
+    );
+    // Where an update omits a version that the updates around it list, the catalog records
+    // it: KB5087544 (May 2026) lists only 21H2 among the x64 versions.
+    assert!(full().repairs().iter().any(|r| r.kb == kb(5087544)
+        && r.kind == kbgap_domain::catalog::RepairKind::SiblingOmitted
+        && r.product_name == "windows_10 build 19045 x64"));
+}
+
+/// The capture date in a sample's name (`…_20190305_…`), if any.
+fn date_in_name(name: &str) -> Option<time::Date> {
+    name.split(['_', '.']).find_map(|part| {
+        (part.len() == 8 && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| {
+                time::Date::parse(
+                    part,
+                    time::macros::format_description!("[year][month][day]"),
+                )
+                .ok()
+            })
+            .flatten()
+    })
+}
+
+#[test]
+fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
+    use kbgap_domain::catalog::Track;
+    use kbgap_inventory::import::{import_files, Format, ImportOptions, InputFile, LastSeen};
+    use std::collections::BTreeMap;
+
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/inventory"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("_systeminfo"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 49);
+    let now = time::OffsetDateTime::now_utc();
+    let mut cuts: BTreeMap<time::Date, Catalog> = BTreeMap::new();
+    let mut offered = 0;
+    let mut report = Vec::new();
+    for name in &names {
+        let mut files = vec![name.clone()];
+        let qfe = name.replace("systeminfo", "qfe");
+        if std::path::Path::new(dir).join(&qfe).exists() {
+            files.push(qfe);
+        }
+        let inputs: Vec<InputFile> = files
+            .iter()
+            .map(|f| InputFile {
+                path: f.into(),
+                bytes: std::fs::read(std::path::Path::new(dir).join(f)).unwrap(),
+                modified: None,
+            })
+            .collect();
+        let opts = ImportOptions {
+            format: Format::Auto,
+            last_seen: Some(LastSeen::At(now)),
+            now,
+            arch: None,
+        };
+        let imported = import_files(&inputs, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(imported.snapshots.len(), 1, "{name}");
+        let facts = imported.snapshots[0].facts().unwrap();
+        let os = facts.os.clone().unwrap();
+        // The capture date: from the file name, else the month of the newest update the
+        // machine has (it was captured no earlier than that).
+        let date = date_in_name(name).or_else(|| {
+            facts
+                .installed_kbs
+                .iter()
+                .filter_map(|k| full().kb(*k).map(|i| i.release_date))
+                .max()
+                .map(|d| {
+                    let next = d.replace_day(1).unwrap() + time::Duration::days(32);
+                    next.replace_day(1).unwrap() - time::Duration::days(1)
+                })
+        });
+        // Nothing dates a capture without a KB of the catalog's era: take today's catalog.
+        let cat = match date {
+            Some(date) => &*cuts
+                .entry(date)
+                .or_insert_with(|| kbgap_service::compile(documents(), Some(date))),
+            None => full(),
+        };
+        let e = explain(cat, &facts);
+        let branch = kbgap_domain::Branch::of(os.build);
+        let rollups_of_chain: Vec<_> = cat
+            .entries_for(&os.software)
+            .filter(|en| en.track == Track::Cumulative && !en.wrong_branch)
+            .filter(|en| {
+                en.class.host.as_ref().is_some_and(|h| {
+                    h.software == os.software
+                        && kbgap_domain::Branch::of(h.build) == branch
+                        && h.arch == os.arch
+                })
+            })
+            .map(|en| {
+                (
+                    cat.kb(en.kb).unwrap().release_date,
+                    en.fixed_revision,
+                    en.kb,
+                )
+            })
+            .collect();
+        let newest = rollups_of_chain.iter().max().map(|r| r.2);
+        let reported: Vec<KbId> = e
+            .evaluation
+            .missing
+            .get(&os.software)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|k| rollups_of_chain.iter().any(|r| r.2 == *k))
+            .collect();
+        assert!(
+            reported.len() <= 1,
+            "{name}: several rollups reported: {reported:?}"
+        );
+        // Nothing else of the OS is missing: no superseded or pre-rollup update comes back.
+        assert_eq!(
+            e.evaluation
+                .missing
+                .get(&os.software)
+                .map(|m| m.len())
+                .unwrap_or(0),
+            reported.len(),
+            "{name}: {:?}",
+            e.evaluation.missing
+        );
+        if let Some(kb) = reported.first() {
+            assert_eq!(
+                Some(*kb),
+                newest,
+                "{name}: reported KB{kb}, the newest rollup is {newest:?}"
+            );
+            offered += 1;
+        }
+        report.push(format!(
+            "{name} cut {date:?}: {reported:?} of {:?}",
+            e.evaluation.missing.get(&os.software)
+        ));
+    }
+    // 16 captures lack the newest rollup of their time, and each is offered exactly that one;
+    // the others have it, or are systems the catalog's era no longer serves (XP, Vista, 2003).
+    assert_eq!(offered, 16, "{}", report.join("\n"));
+    for (sample, kb) in [
+        // March 2019 captures, a week before that month's release: February's updates.
+        (
+            "7_sp1_x64_enterprise_en-us_20190305_systeminfo.txt",
+            4486563,
+        ),
+        ("10_1809_x64_pro_en-us_20190307_systeminfo.txt", 4487044),
+        (
+            "10_1803_x64_enterprise_es-ar_20190307_systeminfo.txt",
+            4487017,
+        ),
+    ] {
+        assert!(
+            report.iter().any(|r| r.starts_with(sample)
+                && r.contains(&format!("[KbId({kb})] of Some({{KbId({kb})}})"))),
+            "{sample}: {}",
+            report.join("\n")
+        );
+    }
 }

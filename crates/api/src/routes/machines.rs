@@ -61,7 +61,8 @@ pub async fn explain(
     RawQuery(query): RawQuery,
 ) -> Result<Json<ExplanationDto>, ApiError> {
     caller.require(Permission::SoftwareRead)?;
-    let id = MachineId::parse(&raw_id).map_err(|e| ApiError::InvalidInput(format!("Invalid {e}.")))?;
+    let id =
+        MachineId::parse(&raw_id).map_err(|e| ApiError::InvalidInput(format!("Invalid {e}.")))?;
     let kb = kb_filter(query.as_deref())?;
     let tenant = caller.0.tenant.clone();
     let store = state.store.clone();

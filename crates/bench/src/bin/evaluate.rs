@@ -105,7 +105,10 @@ fn machine(lines: &[OsLine], rng: &mut Rng) -> MachineFacts {
         }
     }
     let mut software = std::collections::BTreeMap::new();
-    software.insert(line.software.clone(), Some(format!("10.0.{}.{rev}", line.build)));
+    software.insert(
+        line.software.clone(),
+        Some(format!("10.0.{}.{rev}", line.build)),
+    );
     if line.software.as_str() == "microsoft-_-windows_10" && rng.chance(60) {
         software.insert(
             SoftwareId::microsoft("internet_explorer"),

@@ -5,8 +5,10 @@
 //!
 //! The tenant has 5,000 machines (Windows 10 22H2 and 21H2, Windows 11 23H2, Server 2019 and
 //! 2022, at cumulative updates of 2023–2024). Routes alternate (`/healthz`, then
-//! `getmissingkbs`) for several rounds so machine noise hits both alike; prints each round,
-//! then the median req/s of each route, their ratio, and p50/p99 latency of the median round.
+//! `getmissingkbs`, then `getmissingkbs?$top=1`, which authentication, the rate limiter and the
+//! error envelope answer without the store) for several rounds so machine noise hits all alike;
+//! prints each round, then the median req/s of each route, the ratios, and p50/p99 latency of
+//! the median round, and the in-process cost of each step of a call.
 //!
 //! `cargo run --release -p kbgap-bench --bin http_throughput [-- SECONDS_PER_ROUND ROUNDS]`
 
@@ -31,6 +33,10 @@ const CONNECTIONS: usize = 64;
 const MACHINES: usize = 5000;
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const SOFTWARE_PATH: &str = "/api/Software/microsoft-_-windows_10/getmissingkbs";
+/// The same route with an OData option it refuses: authentication, the rate limiter and the
+/// error envelope run, the store is never asked. Separates the security layers' cost from
+/// the query's.
+const REFUSED_PATH: &str = "/api/Software/microsoft-_-windows_10/getmissingkbs?$top=1";
 
 /// Cumulative revisions of 2023–2024 per build (from Microsoft's update history).
 const FLEET: &[(&str, u32, &[u32])] = &[
@@ -307,6 +313,7 @@ async fn connection(
     token: Option<String>,
     stop: Arc<AtomicBool>,
 ) -> Vec<u32> {
+    let expected = if path == REFUSED_PATH { 400 } else { 200 };
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -325,7 +332,12 @@ async fn connection(
         let status = resp.status();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            expected,
+            "{path}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     latencies
 }
@@ -398,6 +410,7 @@ fn main() {
 
     let mut statics = Vec::new();
     let mut softwares = Vec::new();
+    let mut refused = Vec::new();
     for round in 1..=rounds {
         let s = load(&rt, server.addr, "/healthz", None, duration);
         let m = load(
@@ -417,8 +430,23 @@ fn main() {
             m.percentile(0.99).as_secs_f64() * 1e3,
             m.rate() / s.rate(),
         );
+        let r = load(
+            &rt,
+            server.addr,
+            REFUSED_PATH,
+            Some(&server.read_token),
+            duration,
+        );
+        println!(
+            "         authenticated 400 ($top, no store) {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | ratio to /healthz {:.3}",
+            r.rate(),
+            r.percentile(0.50).as_secs_f64() * 1e3,
+            r.percentile(0.99).as_secs_f64() * 1e3,
+            r.rate() / s.rate(),
+        );
         statics.push(s);
         softwares.push(m);
+        refused.push(r);
     }
     let s = median_round(&mut statics);
     let m = median_round(&mut softwares);
@@ -431,6 +459,14 @@ fn main() {
         m.percentile(0.50).as_secs_f64() * 1e3,
         m.percentile(0.99).as_secs_f64() * 1e3,
         m.rate() / s.rate(),
+    );
+    let r = median_round(&mut refused);
+    println!(
+        "  authenticated 400 ($top; auth, limiter, envelope, no store) {:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  ratio to /healthz {:.3}",
+        r.rate(),
+        r.percentile(0.50).as_secs_f64() * 1e3,
+        r.percentile(0.99).as_secs_f64() * 1e3,
+        r.rate() / s.rate(),
     );
 }
 

@@ -27,6 +27,15 @@ pub async fn serve(
     let api = config::api_config(flags, file)?;
     let auth = config::oidc_settings(flags, file)?;
     let mut validator_config = ValidatorConfig::default();
+    if let Some(algs) = &auth.algorithms {
+        validator_config.algorithms = algs
+            .iter()
+            .map(|a| {
+                a.parse::<kbgap_auth::Algorithm>()
+                    .map_err(|_| anyhow::anyhow!("auth.algorithms: unknown algorithm '{a}'"))
+            })
+            .collect::<Result<_, _>>()?;
+    }
     if let Some(a) = &auth.audiences {
         validator_config.audiences = a.clone();
     }
