@@ -28,6 +28,31 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A data directory with the mini catalog imported.
+fn with_mini_catalog() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kbgap(
+        dir.path(),
+        &[
+            "catalog",
+            "import",
+            &format!("{FIXTURES}/2024-Jan-mini.xml"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+/// A Windows 10 x64 snapshot seen now, as one JSON line.
+fn machine_json(id: &str, build: &str) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!(
+        r#"{{"id":"{id}","lastSeen":"{now}","osPlatform":"Windows10","osBuild":"{build}","osArchitecture":"x64"}}"#
+    )
+}
+
 #[test]
 fn every_subcommand_has_help() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,24 +117,8 @@ fn a_bad_catalog_file_stores_nothing_and_keeps_the_previous_catalog() {
 
 #[test]
 fn inventory_import_is_all_or_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kbgap(
-        dir.path(),
-        &[
-            "catalog",
-            "import",
-            &format!("{FIXTURES}/2024-Jan-mini.xml"),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let machine = |id: &str, build: &str| {
-        format!(
-            r#"{{"id":"{id}","lastSeen":"{now}","osPlatform":"Windows10","osBuild":"{build}","osArchitecture":"x64"}}"#
-        )
-    };
+    let dir = with_mini_catalog();
+    let machine = machine_json;
     let good = dir.path().join("good.ndjson");
     std::fs::write(
         &good,
@@ -220,25 +229,9 @@ fn the_development_issuer_refuses_a_public_address() {
 
 #[test]
 fn explain_tells_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kbgap(
-        dir.path(),
-        &[
-            "catalog",
-            "import",
-            &format!("{FIXTURES}/2024-Jan-mini.xml"),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let dir = with_mini_catalog();
     let file = dir.path().join("m.json");
-    std::fs::write(
-        &file,
-        format!(r#"{{"id":"pc-1","lastSeen":"{now}","osPlatform":"Windows10","osBuild":"10.0.19044.3803","osArchitecture":"x64"}}"#),
-    )
-    .unwrap();
+    std::fs::write(&file, machine_json("pc-1", "10.0.19044.3803")).unwrap();
     let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
     let o = kbgap(
         dir.path(),
