@@ -147,6 +147,9 @@ enum Canonical {
     EmptyId,
 }
 
+/// Actions on `/api/Software/{id}/…`, in their canonical spelling.
+const SOFTWARE_ACTIONS: [&str; 2] = ["getmissingkbs", "indeterminatemachines"];
+
 fn canonical_path(path: &str) -> Option<Canonical> {
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() < 3 || !segments[0].is_empty() || !segments[1].eq_ignore_ascii_case("api") {
@@ -160,13 +163,28 @@ fn canonical_path(path: &str) -> Option<Canonical> {
     match rest {
         [software, id, action]
             if software.eq_ignore_ascii_case("software")
-                && action.eq_ignore_ascii_case("getmissingkbs") =>
+                && SOFTWARE_ACTIONS
+                    .iter()
+                    .any(|a| action.eq_ignore_ascii_case(a)) =>
         {
+            let action = SOFTWARE_ACTIONS
+                .iter()
+                .find(|a| action.eq_ignore_ascii_case(a))?;
             if id.is_empty() {
                 Some(Canonical::EmptyId)
             } else {
-                Some(Canonical::Path(format!("/api/Software/{id}/getmissingkbs")))
+                Some(Canonical::Path(format!("/api/Software/{id}/{action}")))
             }
+        }
+        [machines, id, missing, explain]
+            if machines.eq_ignore_ascii_case("machines")
+                && missing.eq_ignore_ascii_case("missingkbs")
+                && explain.eq_ignore_ascii_case("explain")
+                && !id.is_empty() =>
+        {
+            Some(Canonical::Path(format!(
+                "/api/machines/{id}/missingkbs/explain"
+            )))
         }
         [inventory, machines, tail @ ..]
             if inventory.eq_ignore_ascii_case("inventory")
@@ -205,6 +223,19 @@ mod tests {
             p("/Api/Inventory/Machines/m1"),
             Some(Canonical::Path("/api/inventory/machines/m1".into()))
         );
+        assert_eq!(
+            p("/api/v1.0/software/x/IndeterminateMachines"),
+            Some(Canonical::Path(
+                "/api/Software/x/indeterminatemachines".into()
+            ))
+        );
+        assert_eq!(
+            p("/API/Machines/pc-1/MissingKbs/Explain"),
+            Some(Canonical::Path(
+                "/api/machines/pc-1/missingkbs/explain".into()
+            ))
+        );
+        assert_eq!(p("/api/machines//missingkbs/explain"), None);
         assert_eq!(p("/healthz"), None);
         assert_eq!(p("/api/Software/x/other"), None);
     }

@@ -1001,6 +1001,9 @@ fn tenants_with_the_same_ids_see_only_their_own_counts_and_machines() {
         ea["missing"],
         json!([{"software": "microsoft-_-windows_10", "kbs": ["5034122"]}])
     );
+    // Any spelling of the path is the same route, for the same tenant.
+    let again = body(s.get("/API/v1.0/Machines/pc-2/MissingKbs/Explain", &s.token(a)));
+    assert_eq!(again["os"]["revision"], 3570);
     assert_eq!(eb["machineId"], "pc-2");
     assert_eq!(eb["os"]["revision"], 3930);
     assert_eq!(eb["missing"], json!([]));
