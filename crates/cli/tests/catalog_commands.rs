@@ -1,38 +1,21 @@
 //! `kbgap catalog coverage | repairs | sync` as a user runs them. Sync talks to a small HTTP
 //! mirror of the MSRC API on 127.0.0.1 that serves the real archive's documents.
 
+mod common;
+
+use common::*;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 const ARCHIVE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/data/msrc-cvrf"
 );
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-fn kbgap(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kbgap"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("KBGAP_CONFIG")
-        .env_remove("KBGAP_MSRC_BASE_URL")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("running kbgap: {e}"))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))

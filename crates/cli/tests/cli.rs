@@ -1,47 +1,12 @@
 //! The `kbgap` binary as a user runs it: help texts, catalog and inventory imports that fail
 //! cleanly and keep what was stored, and development tokens.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::*;
 
 use kbgap_auth::{DevIssuer, Validator, ValidatorConfig};
 use kbgap_store::{SqliteStore, Store};
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-fn kbgap(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kbgap"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("KBGAP_CONFIG")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A data directory with the mini catalog imported.
-fn with_mini_catalog() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kbgap(
-        dir.path(),
-        &[
-            "catalog",
-            "import",
-            &format!("{FIXTURES}/2024-Jan-mini.xml"),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    dir
-}
 
 /// A Windows 10 x64 snapshot seen now, as one JSON line.
 fn machine_json(id: &str, build: &str) -> String {

@@ -2,8 +2,12 @@
 //! against a one-KB catalog, and the ingestion guarantees on a real SQLite store: a re-import
 //! keeps exactly the new KB list, a deleted machine leaves every count, bad files store nothing.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
 use kbgap_inventory::Snapshot;
@@ -11,23 +15,11 @@ use kbgap_service::{CatalogHolder, Retention};
 use kbgap_store::{SqliteStore, Store};
 use time::OffsetDateTime;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const SAMPLES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/data/inventory"
 );
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
-fn kbgap(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kbgap"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("KBGAP_CONFIG")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 fn sample(name: &str) -> String {
     format!("{SAMPLES}/{name}")
@@ -37,26 +29,6 @@ fn import(dir: &Path, files: &[&str]) -> Output {
     let mut args = vec!["inventory", "import", "--tenant", TENANT];
     args.extend_from_slice(files);
     kbgap(dir, &args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A data directory with the one-KB catalog: KB5034122 for Windows 10 21H2 x64, fixed in
-/// 10.0.19044.3930.
-fn with_mini_catalog() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kbgap(
-        dir.path(),
-        &[
-            "catalog",
-            "import",
-            &format!("{FIXTURES}/2024-Jan-mini.xml"),
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    dir
 }
 
 fn tenant() -> TenantId {
