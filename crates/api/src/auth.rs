@@ -2,6 +2,8 @@
 //! validator (production and development tokens alike), applies the caller's rate limit
 //! ([`crate::security`]) and records the tenant for the log.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use kbgap_auth::{Permission, Principal};
@@ -11,7 +13,7 @@ use crate::middleware::TenantSlot;
 use crate::AppState;
 
 /// A caller whose token validated. Handlers check permissions with [`Caller::require`].
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl Caller {
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
@@ -28,7 +30,7 @@ impl FromRequestParts<AppState> for Caller {
         let principal = crate::security::authenticate(parts, state).await?;
         if let Some(slot) = parts.extensions.get::<TenantSlot>() {
             if let Ok(mut t) = slot.0.lock() {
-                *t = Some(principal.tenant.to_string());
+                *t = Some(principal.tenant.clone());
             }
         }
         Ok(Caller(principal))

@@ -2,6 +2,7 @@
 //! development issuer, with MDE's error envelope on every error. [`Application::bind`] binds
 //! before running, so tests start the real server on `127.0.0.1:0`.
 
+pub mod answers;
 pub mod auth;
 pub mod error;
 pub mod middleware;
@@ -51,8 +52,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Issuer template of the development issuer (its discovery document names it).
     pub dev_issuer_template: String,
-    /// How often to look for a new catalog generation.
-    pub catalog_poll: Duration,
+    /// How often to look for changes another process or replica made to the store: a new
+    /// catalog generation (reloaded) and inventory changes (cached answers dropped).
+    pub change_poll: Duration,
     /// How often to take machines that left the retention window out of the counts.
     pub sweep_interval: Duration,
     /// Rate limits per route, tenant and client app, and for failed authentications.
@@ -72,7 +74,7 @@ impl Default for ApiConfig {
             body_limit: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             dev_issuer_template: kbgap_auth::DEV_ISSUER_TEMPLATE.to_string(),
-            catalog_poll: Duration::from_secs(5),
+            change_poll: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(300),
             rate_limits: RateLimits::default(),
             connections: ConnectionLimits {
@@ -85,15 +87,27 @@ impl Default for ApiConfig {
     }
 }
 
-/// What the handlers share.
+/// What the handlers share: one pointer, so handing it to a handler costs one reference
+/// count, whatever it holds.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<CatalogHolder>,
     pub validator: Arc<Validator>,
     pub dev_issuer: Option<Arc<DevIssuer>>,
     pub config: Arc<ApiConfig>,
     pub security: Arc<Security>,
+    /// `getmissingkbs` answers already computed.
+    pub answers: Arc<answers::AnswerCache>,
 }
 
 /// The components the server is wired from.
@@ -192,14 +206,15 @@ impl Application {
     pub async fn bind(mut config: ApiConfig, services: Services) -> std::io::Result<Application> {
         let listener = TcpListener::bind(config.listen).await?;
         config.listen = listener.local_addr()?;
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             store: services.store,
             catalog: services.catalog,
             validator: services.validator,
             dev_issuer: services.dev_issuer,
             config: Arc::new(config),
             security: services.security,
-        };
+            answers: Arc::new(answers::AnswerCache::default()),
+        }));
         Ok(Application { listener, state })
     }
 
@@ -224,20 +239,30 @@ impl Application {
     }
 }
 
-/// Catalog reloads (another process imported) and the retention sweep.
+/// The change poll (catalog reloads, answers dropped when another process changed the store)
+/// and the retention sweep.
 fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let poll = {
         let state = state.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(state.config.catalog_poll);
+            let mut tick = tokio::time::interval(state.config.change_poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let (store, catalog) = (state.store.clone(), state.catalog.clone());
-                let res =
-                    tokio::task::spawn_blocking(move || catalog.refresh(store.as_ref())).await;
+                let s = state.clone();
+                let res = tokio::task::spawn_blocking(move || -> kbgap_service::Result<()> {
+                    s.catalog.refresh(s.store.as_ref())?;
+                    let stored = kbgap_service::catalog_state(s.store.as_ref())?;
+                    s.answers.observe(
+                        stored.generation,
+                        stored.inventory,
+                        s.catalog.current().generation,
+                    );
+                    Ok(())
+                })
+                .await;
                 if let Ok(Err(e)) = res {
-                    tracing::warn!(error = %e, "catalog reload failed; keeping the loaded catalog");
+                    tracing::warn!(error = %e, "change poll failed; keeping the loaded catalog and answers");
                 }
             }
         })
@@ -253,6 +278,9 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
                 kbgap_service::sweep(store.as_ref(), time::OffsetDateTime::now_utc(), retention)
             })
             .await;
+            if matches!(res, Ok(Ok(n)) if n > 0) {
+                state.answers.invalidate();
+            }
             match res {
                 Ok(Ok(n)) if n > 0 => tracing::info!(
                     machines = n,

@@ -14,7 +14,7 @@ use crate::error::{ApiError, Enveloped, REQUEST_ID};
 
 /// Filled by the authentication extractor so the request log line can name the tenant.
 #[derive(Clone, Default)]
-pub struct TenantSlot(pub Arc<Mutex<Option<String>>>);
+pub struct TenantSlot(pub Arc<Mutex<Option<kbgap_domain::TenantId>>>);
 
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -47,12 +47,8 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "-".into());
-    let tenant = tenant
-        .0
-        .lock()
-        .ok()
-        .and_then(|t| t.clone())
-        .unwrap_or_default();
+    let tenant = tenant.0.lock().ok().and_then(|t| t.clone());
+    let tenant = tenant.as_ref().map_or("", |t| t.as_str());
     tracing::info!(
         request_id = %id,
         method = %method,
@@ -114,6 +110,7 @@ pub async fn limit_headers(max_bytes: usize, req: Request, next: Next) -> Respon
 pub async fn normalize_path(mut req: Request, next: Next) -> Response {
     if let Some(canonical) = canonical_path(req.uri().path()) {
         match canonical {
+            Canonical::Path(path) if path == req.uri().path() => {}
             Canonical::Path(path) => {
                 let mut parts = req.uri().clone().into_parts();
                 let pq = match req.uri().query() {

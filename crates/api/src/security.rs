@@ -6,7 +6,7 @@
 //! authenticated and limited, and routes that do not (health, OpenAPI, JWKS) are neither.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath};
@@ -226,14 +226,48 @@ pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAd
     }
 }
 
+/// The token last validated on one connection, so that a client sending the same token
+/// request after request on a keep-alive connection pays neither the signature check nor the
+/// validated-token cache's hash. The server gives each connection its own (a request
+/// extension); it is dropped with the connection, honours the token's `exp`, and no longer
+/// holds once the validated-token cache is cleared (the signing keys changed).
+#[derive(Clone, Default)]
+pub struct ConnectionToken(Arc<Mutex<Option<Remembered>>>);
+
+struct Remembered {
+    token: Box<str>,
+    principal: Arc<Principal>,
+    /// The validated-token cache's generation when the token was validated.
+    generation: u64,
+}
+
+impl ConnectionToken {
+    fn get(&self, token: &str, now_unix: i64, generation: u64) -> Option<Arc<Principal>> {
+        let slot = self.0.lock().ok()?;
+        let r = slot.as_ref()?;
+        (r.generation == generation && now_unix < r.principal.expires_at && *r.token == *token)
+            .then(|| r.principal.clone())
+    }
+
+    fn set(&self, token: &str, principal: &Arc<Principal>, generation: u64) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(Remembered {
+                token: token.into(),
+                principal: principal.clone(),
+                generation,
+            });
+        }
+    }
+}
+
 /// Authenticates the request's bearer token, then applies the caller's rate limit.
-pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<Principal>, ApiError> {
     let principal = authenticate_token(parts, state).await?;
     limit_caller(parts, state, &principal).await?;
     Ok(principal)
 }
 
-async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Principal>, ApiError> {
     let security = &state.security;
     let header = parts
         .headers
@@ -242,10 +276,21 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Principal
         .map(|v| v.to_str().unwrap_or(" "));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let token = bearer_token(header);
+    let memo = parts
+        .extensions
+        .get::<ConnectionToken>()
+        .filter(|_| security.token_cache.capacity() > 0);
+    let generation = security.token_cache.generation();
     if let Ok(t) = token {
         if t.len() <= MAX_TOKEN_BYTES {
+            if let Some(p) = memo.and_then(|m| m.get(t, now, generation)) {
+                return Ok(p);
+            }
             if let Some(p) = security.token_cache.get(t, now) {
-                return Ok((*p).clone());
+                if let Some(m) = memo {
+                    m.set(t, &p, generation);
+                }
+                return Ok(p);
             }
         }
     }
@@ -272,10 +317,14 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Principal
                 security.refresh_keys(false).await;
                 r = state.validator.validate(t, now);
             }
-            if let Ok(p) = &r {
-                security.token_cache.insert(t, Arc::new(p.clone()), now);
-            }
-            r
+            r.map(|p| {
+                let p = Arc::new(p);
+                security.token_cache.insert(t, p.clone(), now);
+                if let Some(m) = memo {
+                    m.set(t, &p, generation);
+                }
+                p
+            })
         }
     };
     match result {
@@ -317,6 +366,26 @@ async fn limit_caller(parts: &Parts, state: &AppState, p: &Principal) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_remembers_one_token_until_exp_or_a_cache_clear() {
+        let principal = Arc::new(Principal {
+            tenant: kbgap_domain::TenantId::parse("72f988bf-86f1-41af-91ab-2d7cd011db47").unwrap(),
+            app_id: Some("app".into()),
+            roles: vec!["Software.Read.All".into()],
+            scopes: Vec::new(),
+            kind: kbgap_auth::PrincipalKind::Application,
+            expires_at: 1_000,
+        });
+        let memo = ConnectionToken::default();
+        assert!(memo.get("a.b.c", 10, 0).is_none());
+        memo.set("a.b.c", &principal, 0);
+        assert_eq!(memo.get("a.b.c", 999, 0).unwrap().expires_at, 1_000);
+        // Another token, an expired one, or one validated before the keys changed: no.
+        assert!(memo.get("a.b.d", 10, 0).is_none());
+        assert!(memo.get("a.b.c", 1_000, 0).is_none());
+        assert!(memo.get("a.b.c", 10, 1).is_none());
+    }
 
     #[test]
     fn timespans_print_like_dotnet() {

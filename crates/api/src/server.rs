@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceExt};
 
+use crate::security::ConnectionToken;
+
 /// Room the HTTP parser leaves for the `Authorization` header beyond `max_header_bytes`, so a
 /// huge token reaches authentication and gets the 401 envelope rather than a bare parser error.
 pub const AUTHORIZATION_ALLOWANCE: usize = 1024 * 1024 + 16 * 1024;
@@ -83,8 +85,10 @@ where
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let token = ConnectionToken::default();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            req.extensions_mut().insert(token.clone());
             app.clone().oneshot(req.map(Body::new))
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

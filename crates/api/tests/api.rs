@@ -35,7 +35,7 @@ struct TestServer {
     base: String,
     dev: DevIssuer,
     key_pem: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn start(as_of: time::Date) -> TestServer {
@@ -97,7 +97,7 @@ fn start(as_of: time::Date) -> TestServer {
         base: format!("http://{addr}"),
         dev,
         key_pem,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -629,6 +629,46 @@ fn counts_follow_replacement_deletion_and_retention() {
     // A mismatched id is refused.
     let r = put("p3", &snapshot("p4", "Windows10", "10.0.19045.3570", 0));
     assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody");
+}
+
+#[test]
+fn answers_follow_writes_another_process_makes_to_the_store() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000a9";
+    s.ingest(tid, &[snapshot("w1", "Windows10", "10.0.19045.3570", 0)]);
+    let count =
+        || body(s.missing(tid, "microsoft-_-windows_10"))["value"][0]["machineMissedOn"].clone();
+    // The answer is now computed and kept.
+    assert_eq!(count(), 1);
+    assert_eq!(count(), 1);
+    // Another process (`kbgap inventory import`, another replica) writes to the same store.
+    let other = SqliteStore::open(s.dir.path()).unwrap();
+    let catalog = CatalogHolder::load(&other).unwrap();
+    let snapshot = kbgap_inventory::parse_snapshot(
+        snapshot("w2", "Windows10", "10.0.19045.3570", 0)
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    kbgap_service::ingest(
+        &other,
+        &catalog,
+        &tenant(tid),
+        &[snapshot],
+        OffsetDateTime::now_utc(),
+        Retention::default(),
+    )
+    .unwrap();
+    // The change poll (1 s by default) drops the kept answer.
+    let started = std::time::Instant::now();
+    while count() != 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the answer still counts {} machine(s) 10 s after another process wrote",
+            count()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! entry dies at the token's own `exp`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
@@ -27,6 +28,9 @@ struct Entry {
 pub struct TokenCache {
     entries: RwLock<HashMap<TokenHash, Entry>>,
     capacity: usize,
+    /// Bumped by [`TokenCache::clear`], so whoever remembers a validation elsewhere (a
+    /// connection its last token) can tell it no longer holds.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -54,6 +58,7 @@ impl TokenCache {
         TokenCache {
             entries: RwLock::new(HashMap::with_capacity(capacity.min(1024))),
             capacity,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -112,9 +117,13 @@ impl TokenCache {
 
     /// Forgets every token, e.g. when the signing keys changed.
     pub fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+
+    /// Changes whenever the cache is cleared.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }

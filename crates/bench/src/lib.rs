@@ -5,6 +5,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The allocator the `kbgap` binary ships with, so the benchmarks measure what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `../shared/data` beside the repository.
 pub fn shared_data() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))

@@ -57,6 +57,7 @@ pub struct ServerFile {
     pub body_limit_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub sweep_interval_secs: Option<u64>,
+    pub change_poll_millis: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout_secs: Option<u64>,
@@ -422,6 +423,9 @@ pub fn api_config(flags: &ServerFlags, file: &FileConfig) -> anyhow::Result<ApiC
     }
     if let Some(n) = s.sweep_interval_secs {
         c.sweep_interval = Duration::from_secs(n.max(1));
+    }
+    if let Some(n) = s.change_poll_millis {
+        c.change_poll = Duration::from_millis(n.max(10));
     }
     c.rate_limits = rate_limits(flags, &file.rate_limits)?;
     if let Some(n) = flags.max_connections.or(s.max_connections) {

@@ -16,7 +16,8 @@ pub use import::{
     KbUpdate,
 };
 pub use snapshot::{
-    parse_snapshot, parse_snapshots, InstalledSoftware, KbSource, Snapshot, SnapshotError,
+    batch_entries, parse_batch, parse_snapshot, parse_snapshots, InstalledSoftware, KbSource,
+    Snapshot, SnapshotError,
 };
 
 /// A problem at a line of one input (the caller adds the file).

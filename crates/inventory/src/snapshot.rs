@@ -167,23 +167,29 @@ pub fn parse_snapshot(json: &[u8]) -> Result<Snapshot, SnapshotError> {
 /// Parses a batch: a JSON array, or NDJSON (one snapshot per non-empty line) when `ndjson`.
 /// Any invalid entry rejects the whole batch, naming the entry's index.
 pub fn parse_snapshots(body: &[u8], ndjson: bool) -> Result<Vec<Snapshot>, SnapshotError> {
+    parse_batch(&batch_entries(body, ndjson)?)
+}
+
+/// The entries of a batch, each as its own JSON text, found without parsing them as
+/// snapshots: callers count them (against a batch limit) before paying for the parse.
+pub fn batch_entries(body: &[u8], ndjson: bool) -> Result<Vec<&str>, SnapshotError> {
     if ndjson {
         let text = std::str::from_utf8(body)
             .map_err(|e| SnapshotError::new(".", format!("body is not UTF-8: {e}")))?;
-        return text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, line)| parse_snapshot(line.as_bytes()).map_err(|e| e.at_index(i)))
-            .collect();
+        return Ok(text.lines().filter(|l| !l.trim().is_empty()).collect());
     }
-    // Each entry is parsed from its own text, so an error's path is the entry's.
     let entries: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
         .map_err(|e| SnapshotError::new(".", format!("expected a JSON array of snapshots: {e}")))?;
+    Ok(entries.into_iter().map(|raw| raw.get()).collect())
+}
+
+/// Parses the entries [`batch_entries`] found. Each entry is parsed from its own text, so an
+/// error's path is the entry's, prefixed with its index.
+pub fn parse_batch(entries: &[&str]) -> Result<Vec<Snapshot>, SnapshotError> {
     entries
         .iter()
         .enumerate()
-        .map(|(i, raw)| parse_snapshot(raw.get().as_bytes()).map_err(|e| e.at_index(i)))
+        .map(|(i, text)| parse_snapshot(text.as_bytes()).map_err(|e| e.at_index(i)))
         .collect()
 }
 

@@ -6,9 +6,10 @@
 //! `INCR`/`EXPIRE`, so the in-process and the shared limiter behave identically. The known
 //! cost, up to twice the limit across a window boundary, is acceptable for abuse protection.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+
+use foldhash::quality::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ type Counter = (u64, u64, u64);
 
 /// Fixed-window counters kept in this process.
 pub struct InProcessLimiter {
-    shards: Vec<Mutex<HashMap<RateKey, Vec<Counter>>>>,
+    shards: Vec<Mutex<HashMap<RateKey, Vec<Counter>, RandomState>>>,
     hasher: RandomState,
     per_shard: usize,
     clock: Arc<dyn Clock>,
@@ -58,8 +59,10 @@ impl InProcessLimiter {
     /// A limiter holding at most about `max_keys` keys, reading time from `clock`.
     pub fn new(max_keys: usize, clock: Arc<dyn Clock>) -> Self {
         InProcessLimiter {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: RandomState::default(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             clock,
         }
@@ -83,38 +86,48 @@ impl InProcessLimiter {
         // A poisoned lock only means another request panicked mid-update of plain integers;
         // the counts are still meaningful, so keep using them.
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if mode == Mode::Peek && !map.contains_key(key) {
-            return Decision::Allowed {
-                remaining: quota.windows()[0].limit,
-            };
+        if !map.contains_key(key) {
+            if mode == Mode::Peek {
+                return Decision::Allowed {
+                    remaining: quota.windows()[0].limit,
+                };
+            }
+            if map.len() >= self.per_shard {
+                make_room(&mut map, now, self.per_shard);
+            }
+            map.insert(key.clone(), Vec::with_capacity(quota.windows().len()));
         }
-        if !map.contains_key(key) && map.len() >= self.per_shard {
-            make_room(&mut map, now, self.per_shard);
-        }
-        let counters = map.entry(key.clone()).or_default();
-        // Bring every window of the quota to the current index, dropping counts of past windows.
-        let mut current: Vec<usize> = Vec::with_capacity(quota.windows().len());
+        let Some(counters) = map.get_mut(key) else {
+            unreachable!("the key was just inserted under the same lock")
+        };
+        // Roll each window of the quota over to the current period.
         for w in quota.windows() {
             let (period, index) = (w.period_secs(), w.index(now));
-            let slot = match counters.iter().position(|c| c.0 == period) {
-                Some(i) => i,
-                None => {
-                    counters.push((period, index, 0));
-                    counters.len() - 1
-                }
-            };
-            if counters[slot].1 != index {
-                counters[slot] = (period, index, 0);
+            match counters.iter_mut().find(|c| c.0 == period) {
+                Some(c) if c.1 != index => *c = (period, index, 0),
+                Some(_) => {}
+                None => counters.push((period, index, 0)),
             }
-            current.push(slot);
         }
+        // Windows have distinct periods (the quota checks), so a period names its counter.
+        let count = |counters: &[Counter], w: &crate::model::Window| -> u64 {
+            let period = w.period_secs();
+            counters.iter().find(|c| c.0 == period).map_or(0, |c| c.2)
+        };
+        let bump = |counters: &mut [Counter]| {
+            for w in quota.windows() {
+                let period = w.period_secs();
+                if let Some(c) = counters.iter_mut().find(|c| c.0 == period) {
+                    c.2 = c.2.saturating_add(1);
+                }
+            }
+        };
         let full = |counters: &[Counter], extra: u64| -> Option<Limited> {
             quota
                 .windows()
                 .iter()
-                .zip(&current)
-                .filter(|(w, slot)| counters[**slot].2 + extra > w.limit)
-                .map(|(w, _)| Limited {
+                .filter(|w| count(counters, w) + extra > w.limit)
+                .map(|w| Limited {
                     window: *w,
                     retry_after: w.remaining(now),
                 })
@@ -124,8 +137,7 @@ impl InProcessLimiter {
             quota
                 .windows()
                 .iter()
-                .zip(&current)
-                .map(|(w, slot)| w.limit.saturating_sub(counters[*slot].2))
+                .map(|w| w.limit.saturating_sub(count(counters, w)))
                 .min()
                 .unwrap_or(0)
         };
@@ -140,17 +152,13 @@ impl InProcessLimiter {
                 if let Some(l) = full(counters, 1) {
                     return Decision::Limited(l);
                 }
-                for slot in &current {
-                    counters[*slot].2 += 1;
-                }
+                bump(counters);
                 Decision::Allowed {
                     remaining: remaining(counters),
                 }
             }
             Mode::Record => {
-                for slot in &current {
-                    counters[*slot].2 = counters[*slot].2.saturating_add(1);
-                }
+                bump(counters);
                 match full(counters, 0) {
                     Some(l) => Decision::Limited(l),
                     None => Decision::Allowed {
@@ -164,7 +172,11 @@ impl InProcessLimiter {
 
 /// Drops keys whose windows have all ended; if the shard is still full, drops arbitrary keys
 /// (a tenth of the shard, so the scan is paid once per many insertions, not on each).
-fn make_room(map: &mut HashMap<RateKey, Vec<Counter>>, now: Duration, per_shard: usize) {
+fn make_room(
+    map: &mut HashMap<RateKey, Vec<Counter>, RandomState>,
+    now: Duration,
+    per_shard: usize,
+) {
     map.retain(|_, counters| {
         counters
             .iter()

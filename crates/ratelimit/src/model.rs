@@ -12,10 +12,14 @@ pub struct RateKey(String);
 impl RateKey {
     /// A key from its parts, e.g. `["app", "/api/Software/{id}/getmissingkbs", tenant, app]`.
     pub fn from_parts<'a>(parts: impl IntoIterator<Item = &'a str>) -> RateKey {
-        let mut key = String::new();
+        let mut key = String::with_capacity(96);
         for (i, part) in parts.into_iter().enumerate() {
             if i > 0 {
                 key.push('|');
+            }
+            if !part.contains(['|', '\\']) {
+                key.push_str(part);
+                continue;
             }
             for c in part.chars() {
                 if c == '|' || c == '\\' {

@@ -670,6 +670,7 @@ impl Store for SqliteStore {
                 )?;
             }
             if !expired.is_empty() {
+                bump_inventory(tx, &catalog_state(tx)?)?;
                 prune_counts(tx)?;
             }
             Ok(expired.len())
