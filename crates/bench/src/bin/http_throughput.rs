@@ -1,14 +1,14 @@
 //! `getmissingkbs` throughput against a static route of the same server, measured in the same
 //! run with the same load generator: the real server on 127.0.0.1 (real catalog, embedded
-//! store, bearer-token authentication, rate limiter on), a realistic tenant, and 64 keep-alive
-//! HTTP/1.1 connections for a fixed time per route.
+//! store, bearer-token authentication, rate limiter on, the binary's allocator), a realistic
+//! tenant, and 64 keep-alive HTTP/1.1 connections for a fixed time per phase.
 //!
 //! The tenant has 5,000 machines (Windows 10 22H2 and 21H2, Windows 11 23H2, Server 2019 and
-//! 2022, at cumulative updates of 2023–2024). Routes alternate (`/healthz`, then
-//! `getmissingkbs`, then `getmissingkbs?$top=1`, which authentication, the rate limiter and the
-//! error envelope answer without the store) for several rounds so machine noise hits all alike;
-//! prints each round, then the median req/s of each route, the ratios, and p50/p99 latency of
-//! the median round, and the in-process cost of each step of a call.
+//! 2022, at cumulative updates of 2023–2024). Each round runs four phases so machine noise
+//! hits all alike: `/healthz`, `getmissingkbs`, `getmissingkbs?$top=1` (which authentication,
+//! the rate limiter and the error envelope answer without the store), and `/healthz` sent the
+//! same bearer token. Prints each round, then the median req/s and p50/p99 latency of each
+//! route, the median of the rounds' ratios, and the in-process cost of each step of a call.
 //!
 //! `cargo run --release -p kbgap-bench --bin http_throughput [-- SECONDS_PER_ROUND ROUNDS]`
 
