@@ -48,11 +48,14 @@ struct Entry {
 /// generation of the catalog loaded in memory.
 type Seen = (i64, i64, i64);
 
+/// One tenant's answers, by software.
+type TenantAnswers = HashMap<SoftwareId, Arc<Entry>, Hasher>;
+
 #[derive(Debug)]
 pub struct AnswerCache {
     epoch: AtomicU64,
     seen: Mutex<Option<Seen>>,
-    entries: RwLock<HashMap<TenantId, HashMap<SoftwareId, Arc<Entry>, Hasher>, Hasher>>,
+    entries: RwLock<HashMap<TenantId, TenantAnswers, Hasher>>,
     /// Most answers kept; beyond it the cache starts afresh.
     capacity: usize,
     len: AtomicU64,
