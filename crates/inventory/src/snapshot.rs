@@ -336,11 +336,25 @@ impl Snapshot {
             let id = s.software_id().map_err(|(field, message)| {
                 SnapshotError::new(format!("software[{i}].{field}"), message)
             })?;
-            if software.insert(id.clone(), s.version.clone()).is_some() {
-                return Err(SnapshotError::new(
-                    format!("software[{i}]"),
-                    format!("'{id}' is listed twice"),
-                ));
+            match software.entry(id) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(s.version.clone());
+                }
+                // Side by side (.NET Framework 3.5 and 4.8): every version counts, in one
+                // canonical `3.5|4.8`. An entry without a version makes the version unknown.
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let merged = match (o.get(), &s.version) {
+                        (Some(have), Some(more)) => {
+                            let mut versions: Vec<&str> =
+                                have.split('|').chain(more.split('|')).collect();
+                            versions.sort_unstable();
+                            versions.dedup();
+                            Some(versions.join("|"))
+                        }
+                        _ => None,
+                    };
+                    *o.get_mut() = merged;
+                }
             }
         }
         software.insert(os_software.clone(), Some(build.to_string()));
@@ -402,6 +416,39 @@ mod tests {
             f.software.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["microsoft-_-internet_explorer", "microsoft-_-windows_10"]
         );
+    }
+
+    #[test]
+    fn side_by_side_versions_of_one_software_all_count() {
+        let net = |versions: &[Option<&str>]| {
+            let entries: Vec<String> = versions
+                .iter()
+                .map(|v| match v {
+                    Some(v) => format!(
+                        r#"{{"vendor": "Microsoft", "name": ".NET Framework", "version": "{v}"}}"#
+                    ),
+                    None => r#"{"vendor": "Microsoft", "name": ".NET Framework"}"#.to_string(),
+                })
+                .collect();
+            let v = VALID.replace(
+                r#"{"id": "microsoft-_-internet_explorer", "version": "11.0"}"#,
+                &entries.join(", "),
+            );
+            parse_snapshot(v.as_bytes())
+                .unwrap()
+                .facts()
+                .unwrap()
+                .software
+                .get(&SoftwareId::microsoft(".net_framework"))
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(net(&[Some("4.8"), Some("3.5")]), Some("3.5|4.8".into()));
+        assert_eq!(
+            net(&[Some("3.5"), Some("4.8"), Some("3.5")]),
+            Some("3.5|4.8".into())
+        );
+        assert_eq!(net(&[Some("4.8"), None]), None);
     }
 
     #[test]
