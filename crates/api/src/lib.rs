@@ -278,14 +278,14 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
                 kbgap_service::sweep(store.as_ref(), time::OffsetDateTime::now_utc(), retention)
             })
             .await;
-            if matches!(res, Ok(Ok(n)) if n > 0) {
-                state.answers.invalidate();
-            }
             match res {
-                Ok(Ok(n)) if n > 0 => tracing::info!(
-                    machines = n,
-                    "retention sweep removed machines from the counts"
-                ),
+                Ok(Ok(n)) if n > 0 => {
+                    state.answers.invalidate();
+                    tracing::info!(
+                        machines = n,
+                        "retention sweep removed machines from the counts"
+                    );
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "retention sweep failed"),
                 _ => {}
             }

@@ -632,6 +632,31 @@ fn counts_follow_replacement_deletion_and_retention() {
 }
 
 #[test]
+fn a_kept_answer_names_the_host_each_call_came_to() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000aa";
+    s.ingest(tid, &[snapshot("h1", "Windows10", "10.0.19045.3570", 0)]);
+    let context = |host: Option<&str>| {
+        let mut r = client()
+            .get(s.url("/api/Software/microsoft-_-windows_10/getmissingkbs"))
+            .bearer_auth(s.token(tid, &["Software.Read.All"]));
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        let v = body(r.send().unwrap());
+        (v["@odata.context"].clone(), v["value"].clone())
+    };
+    let suffix = "/api/$metadata#Collection(microsoft.windowsDefenderATP.api.PublicProductFixDto)";
+    let (first, value) = context(None);
+    assert_eq!(first, json!(format!("{}{suffix}", s.base)));
+    assert_eq!(value[0]["machineMissedOn"], 1);
+    // The answer is kept, but not the host it was first asked under.
+    let (other, again) = context(Some("kbgap.contoso.test"));
+    assert_eq!(other, json!(format!("http://kbgap.contoso.test{suffix}")));
+    assert_eq!(again, value);
+}
+
+#[test]
 fn answers_follow_writes_another_process_makes_to_the_store() {
     let s = server();
     let tid = "a0000000-0000-0000-0000-0000000000a9";
