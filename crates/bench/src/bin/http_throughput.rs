@@ -298,6 +298,16 @@ impl Round {
     fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
+    /// `N req/s p50 X ms p99 Y ms`.
+    fn summary(&self) -> String {
+        format!(
+            "{:>8.0} req/s  p50 {:>5.2} ms  p99 {:>5.2} ms",
+            self.rate(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+        )
+    }
+
     fn percentile(&self, p: f64) -> Duration {
         let i = ((self.latencies.len() as f64 * p).ceil() as usize)
             .saturating_sub(1)
@@ -451,51 +461,28 @@ fn main() {
     let mut tokened = Vec::new();
     let mut softwares = Vec::new();
     let mut refused = Vec::new();
+    let token = Some(server.read_token.as_str());
+    let phase =
+        |path: &'static str, token: Option<&str>| load(&rt, server.addr, path, token, duration);
     for round in 1..=rounds {
-        let s = load(&rt, server.addr, "/healthz", None, duration);
-        let m = load(
-            &rt,
-            server.addr,
-            SOFTWARE_PATH,
-            Some(&server.read_token),
-            duration,
-        );
+        let s = phase("/healthz", None);
+        let m = phase(SOFTWARE_PATH, token);
         println!(
-            "round {round}: /healthz {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | getmissingkbs {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | ratio {:.3}",
-            s.rate(),
-            s.percentile(0.50).as_secs_f64() * 1e3,
-            s.percentile(0.99).as_secs_f64() * 1e3,
-            m.rate(),
-            m.percentile(0.50).as_secs_f64() * 1e3,
-            m.percentile(0.99).as_secs_f64() * 1e3,
+            "round {round}: /healthz {} | getmissingkbs {} | ratio {:.3}",
+            s.summary(),
+            m.summary(),
             m.rate() / s.rate(),
         );
-        let r = load(
-            &rt,
-            server.addr,
-            REFUSED_PATH,
-            Some(&server.read_token),
-            duration,
-        );
+        let r = phase(REFUSED_PATH, token);
         println!(
-            "         authenticated 400 ($top, no store) {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | ratio to /healthz {:.3}",
-            r.rate(),
-            r.percentile(0.50).as_secs_f64() * 1e3,
-            r.percentile(0.99).as_secs_f64() * 1e3,
+            "         authenticated 400 ($top, no store) {} | ratio to /healthz {:.3}",
+            r.summary(),
             r.rate() / s.rate(),
         );
-        let h = load(
-            &rt,
-            server.addr,
-            "/healthz",
-            Some(&server.read_token),
-            duration,
-        );
+        let h = phase("/healthz", token);
         println!(
-            "         /healthz sent the same bearer token {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | ratio getmissingkbs to it {:.3}",
-            h.rate(),
-            h.percentile(0.50).as_secs_f64() * 1e3,
-            h.percentile(0.99).as_secs_f64() * 1e3,
+            "         /healthz sent the same bearer token {} | ratio getmissingkbs to it {:.3}",
+            h.summary(),
             m.rate() / h.rate(),
         );
         tokened.push(h);
@@ -510,6 +497,11 @@ fn main() {
         .zip(&softwares)
         .map(|(s, m)| m.rate() / s.rate())
         .collect();
+    let token_ratios: Vec<f64> = tokened
+        .iter()
+        .zip(&softwares)
+        .map(|(h, m)| m.rate() / h.rate())
+        .collect();
     let refused_ratios: Vec<f64> = statics
         .iter()
         .zip(&refused)
@@ -518,22 +510,22 @@ fn main() {
     let s = median_round(&mut statics);
     let m = median_round(&mut softwares);
     println!(
-        "median of {rounds} rounds of {secs}s, {CONNECTIONS} connections:\n  /healthz       {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms\n  getmissingkbs  {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms\n  ratio getmissingkbs / healthz (median of the rounds' ratios): {:.3}",
-        s.rate(),
-        s.percentile(0.50).as_secs_f64() * 1e3,
-        s.percentile(0.99).as_secs_f64() * 1e3,
-        m.rate(),
-        m.percentile(0.50).as_secs_f64() * 1e3,
-        m.percentile(0.99).as_secs_f64() * 1e3,
+        "median of {rounds} rounds of {secs}s, {CONNECTIONS} connections:\n  /healthz       {}\n  getmissingkbs  {}\n  ratio getmissingkbs / healthz (median of the rounds' ratios): {:.3}",
+        s.summary(),
+        m.summary(),
         median_ratio(ratios),
     );
     let r = median_round(&mut refused);
     println!(
-        "  authenticated 400 ($top; auth, limiter, envelope, no store) {:.0} req/s  p50 {:.2} ms  p99 {:.2} ms  ratio to /healthz {:.3}",
-        r.rate(),
-        r.percentile(0.50).as_secs_f64() * 1e3,
-        r.percentile(0.99).as_secs_f64() * 1e3,
+        "  authenticated 400 ($top; auth, limiter, envelope, no store) {}  ratio to /healthz {:.3}",
+        r.summary(),
         median_ratio(refused_ratios),
+    );
+    let h = median_round(&mut tokened);
+    println!(
+        "  /healthz sent the same bearer token {}  ratio getmissingkbs to it {:.3}",
+        h.summary(),
+        median_ratio(token_ratios),
     );
 }
 
