@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
-use kbgap_domain::product::{Arch, HostOs, InstallType, Normalized, ProductClass};
+use kbgap_domain::product::{Arch, HostOs, InstallType, Normalized, ProductClass, ProductUpdates};
 use kbgap_domain::SoftwareId;
 use regex::{Captures, Regex};
 use serde::Deserialize;
@@ -24,9 +24,15 @@ pub enum ProductTrack {
     Rollup,
     /// Internet Explorer's own cumulative update on pre-Windows 10 hosts.
     IeCumulative,
-    /// The product's own cumulative updates (.NET Framework on Windows 10+, Flash Player).
+    /// The product's own cumulative updates (.NET Framework on Windows 10+, Flash Player); for
+    /// a product named without a host, cumulative within a servicing path that is a range of
+    /// builds (SQL Server GDR / CU).
     Cumulative,
-    /// Every KB is its own frontier (Office MSI, SharePoint, SQL Server, …).
+    /// Cumulative within the release the build's third part names (an Exchange CU).
+    CumulativePerRelease,
+    /// Serviced per component, each component's updates cumulative (Office MSI, SharePoint).
+    Components,
+    /// Every KB is its own frontier.
     Standalone,
     /// Judged by version, never by KB.
     VersionFixed,
@@ -41,6 +47,8 @@ impl ProductTrack {
             ProductTrack::Rollup => "rollup",
             ProductTrack::IeCumulative => "ie-cumulative",
             ProductTrack::Cumulative => "cumulative",
+            ProductTrack::CumulativePerRelease => "cumulative-per-release",
+            ProductTrack::Components => "components",
             ProductTrack::Standalone => "standalone",
             ProductTrack::VersionFixed => "version-fixed",
             ProductTrack::Hotpatch => "hotpatch",
@@ -53,6 +61,8 @@ impl ProductTrack {
             "rollup" => ProductTrack::Rollup,
             "ie-cumulative" => ProductTrack::IeCumulative,
             "cumulative" => ProductTrack::Cumulative,
+            "cumulative-per-release" => ProductTrack::CumulativePerRelease,
+            "components" => ProductTrack::Components,
             "standalone" => ProductTrack::Standalone,
             "version-fixed" => ProductTrack::VersionFixed,
             "hotpatch" => ProductTrack::Hotpatch,
@@ -173,6 +183,7 @@ struct RuleSpec {
     #[serde(default)]
     line_alternatives: bool,
     component: Option<String>,
+    package: Option<String>,
     servicing: Option<String>,
     install: Option<String>,
     track: Option<String>,
@@ -186,6 +197,8 @@ struct Table {
     rules: Vec<Rule>,
 }
 
+// A few hundred rules, built once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     OutOfScope(String),
     Map {
@@ -199,6 +212,7 @@ enum Outcome {
         line: Option<String>,
         line_alternatives: bool,
         component: Option<String>,
+        package: Option<String>,
         servicing: Option<String>,
         install: Option<String>,
         track: Option<ProductTrack>,
@@ -300,6 +314,7 @@ fn compile_rule(
                 line: spec.line,
                 line_alternatives: spec.line_alternatives,
                 component: spec.component,
+                package: spec.package,
                 servicing: spec.servicing,
                 install: spec.install,
                 track: track_of(&spec.track)?,
@@ -362,6 +377,9 @@ impl Rule {
                         host: Some(host),
                         hotpatch,
                         version_fixed: false,
+                        servicing: None,
+                        updates: ProductUpdates::Standalone,
+                        package: None,
                     }),
                     component: None,
                     servicing: None,
@@ -384,6 +402,7 @@ impl Rule {
             line,
             line_alternatives,
             component,
+            package,
             servicing,
             install,
             track,
@@ -442,6 +461,17 @@ impl Rule {
                 .map(|t| expand(t, &caps))
                 .filter(|t| !t.is_empty())
         };
+        let servicing = text(servicing);
+        // Only products named without a Windows host have updates of their own kind; the
+        // others follow the Windows tracks.
+        let updates = match (&host_os, track) {
+            (None, Some(ProductTrack::Cumulative)) => ProductUpdates::Cumulative,
+            (None, Some(ProductTrack::CumulativePerRelease)) => {
+                ProductUpdates::CumulativePerRelease
+            }
+            (None, Some(ProductTrack::Components)) => ProductUpdates::Components,
+            _ => ProductUpdates::Standalone,
+        };
         Some(Classification {
             family: &self.family,
             arch: host_os.as_ref().map(|h| h.arch).or(own_arch),
@@ -451,9 +481,12 @@ impl Rule {
                 host: host_os,
                 hotpatch: false,
                 version_fixed: *version_fixed,
+                servicing: servicing.clone(),
+                updates,
+                package: text(package),
             }),
             component: text(component),
-            servicing: text(servicing),
+            servicing,
             install: text(install),
             track,
         })
@@ -596,6 +629,9 @@ mod tests {
             host: Some(host(software, build, arch, install_type)),
             hotpatch: false,
             version_fixed: false,
+            servicing: None,
+            updates: ProductUpdates::Standalone,
+            package: None,
         })
     }
 
@@ -845,6 +881,9 @@ mod tests {
                 host: Some(host("windows_10", 19045, X64, Full)),
                 hotpatch: false,
                 version_fixed: false,
+                servicing: None,
+                updates: ProductUpdates::Standalone,
+                package: None,
             })
         );
         let ie9 = classify(
@@ -858,6 +897,9 @@ mod tests {
                 host: Some(host("windows_server_2008", 6003, X86, Full)),
                 hotpatch: false,
                 version_fixed: false,
+                servicing: None,
+                updates: ProductUpdates::Standalone,
+                package: None,
             })
         );
         // Before Windows 10, IE had its own cumulative update; on Windows 10 it rides the LCU.
@@ -868,6 +910,9 @@ mod tests {
             host: Some(host("windows_10", 18363, X64, Full)),
             hotpatch: false,
             version_fixed: false,
+            servicing: None,
+            updates: ProductUpdates::Standalone,
+            package: None,
         });
         assert_eq!(
             normalize(
@@ -889,6 +934,9 @@ mod tests {
                 host: Some(host("windows_server_2016", 14393, X64, ServerCore)),
                 hotpatch: false,
                 version_fixed: false,
+                servicing: None,
+                updates: ProductUpdates::Standalone,
+                package: None,
             })
         );
         assert_eq!(ie_core.track, Some(ProductTrack::Lcu));
@@ -902,6 +950,9 @@ mod tests {
             host: None,
             hotpatch: false,
             version_fixed: true,
+            servicing: None,
+            updates: ProductUpdates::Standalone,
+            package: None,
         });
         for name in [
             "Microsoft Edge (Chromium-based)",

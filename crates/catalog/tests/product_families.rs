@@ -2,7 +2,7 @@
 //! the archive) to exactly what they mean, and one test checks no family goes untested.
 
 use kbgap_catalog::{classify, families, Classification, ProductTrack};
-use kbgap_domain::product::{Arch, HostOs, InstallType, Normalized, ProductClass};
+use kbgap_domain::product::{Arch, HostOs, InstallType, Normalized, ProductClass, ProductUpdates};
 use kbgap_domain::SoftwareId;
 
 use Arch::*;
@@ -92,6 +92,7 @@ struct Want {
     host: Option<HostOs>,
     arch: Option<Arch>,
     component: Option<&'static str>,
+    package: Option<&'static str>,
     servicing: Option<&'static str>,
     install: Option<&'static str>,
     track: Option<ProductTrack>,
@@ -108,6 +109,7 @@ fn want(family: &'static str, software: &str) -> Want {
             SoftwareId::microsoft(software)
         },
         line: None,
+        package: None,
         host: None,
         arch: None,
         component: None,
@@ -137,6 +139,10 @@ impl Want {
         self.component = Some(c);
         self
     }
+    fn package(mut self, p: &'static str) -> Self {
+        self.package = Some(p);
+        self
+    }
     fn servicing(mut self, s: &'static str) -> Self {
         self.servicing = Some(s);
         self
@@ -155,6 +161,12 @@ impl Want {
         self
     }
     fn classification(self) -> Classification {
+        let updates = match (self.host.is_none(), self.track) {
+            (true, Some(Cumulative)) => ProductUpdates::Cumulative,
+            (true, Some(CumulativePerRelease)) => ProductUpdates::CumulativePerRelease,
+            (true, Some(Components)) => ProductUpdates::Components,
+            _ => ProductUpdates::Standalone,
+        };
         Classification {
             family: self.family,
             normalized: Normalized::Mapped(ProductClass {
@@ -163,6 +175,9 @@ impl Want {
                 host: self.host,
                 hotpatch: self.hotpatch,
                 version_fixed: self.version_fixed,
+                servicing: self.servicing.map(String::from),
+                updates,
+                package: self.package.map(String::from),
             }),
             arch: self.arch,
             component: self.component.map(String::from),
@@ -493,7 +508,7 @@ fn office_msi_and_click_to_run() {
                 .arch(X86)
                 .component("office")
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Office 2013 Service Pack 1 (64-bit editions)",
@@ -502,7 +517,7 @@ fn office_msi_and_click_to_run() {
                 .arch(X64)
                 .component("office")
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Office 2016 (64-bit edition)",
@@ -511,7 +526,7 @@ fn office_msi_and_click_to_run() {
                 .arch(X64)
                 .component("office")
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Word 2016 (32-bit edition)",
@@ -520,7 +535,8 @@ fn office_msi_and_click_to_run() {
                 .arch(X86)
                 .component("word")
                 .install("msi")
-                .track(Standalone),
+                .package("word")
+                .track(Components),
         ),
         (
             "Microsoft Excel 2013 RT Service Pack 1",
@@ -528,7 +544,7 @@ fn office_msi_and_click_to_run() {
                 .line("2013")
                 .component("excel")
                 .install("rt")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Publisher 2013 Service Pack 1 RT",
@@ -536,7 +552,7 @@ fn office_msi_and_click_to_run() {
                 .line("2013")
                 .component("publisher")
                 .install("rt")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Excel 2007 Service Pack 3",
@@ -544,7 +560,8 @@ fn office_msi_and_click_to_run() {
                 .line("2007")
                 .component("excel")
                 .install("msi")
-                .track(Standalone),
+                .package("excel")
+                .track(Components),
         ),
         (
             "Microsoft Infopath 2013 Service Pack 1 (64-bit edition)",
@@ -553,7 +570,8 @@ fn office_msi_and_click_to_run() {
                 .arch(X64)
                 .component("infopath")
                 .install("msi")
-                .track(Standalone),
+                .package("infopath")
+                .track(Components),
         ),
         (
             "Microsoft Visio 2016 (32-bit edition)",
@@ -561,7 +579,8 @@ fn office_msi_and_click_to_run() {
                 .line("2016")
                 .arch(X86)
                 .install("msi")
-                .track(Standalone),
+                .package("visio")
+                .track(Components),
         ),
         (
             "Microsoft Project 2013 Service Pack 1 (64-bit editions)",
@@ -569,21 +588,22 @@ fn office_msi_and_click_to_run() {
                 .line("2013")
                 .arch(X64)
                 .install("msi")
-                .track(Standalone),
+                .package("project")
+                .track(Components),
         ),
         (
             "Microsoft Excel Viewer 2007 Service Pack 3",
             want("Office (MSI)", "excel_viewer")
                 .line("2007")
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Office Compatibility Pack Service Pack 3",
             want("Office (MSI)", "office_compatibility_pack")
                 .servicing("service pack 3")
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Skype for Business 2016 (64-bit)",
@@ -591,7 +611,7 @@ fn office_msi_and_click_to_run() {
                 .line("2016")
                 .arch(X64)
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Lync Basic 2013 Service Pack 1 (32-bit)",
@@ -600,21 +620,21 @@ fn office_msi_and_click_to_run() {
                 .arch(X86)
                 .component("basic")
                 .install("msi")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Lync 2010 Attendee (user level install)",
             want("Office (MSI)", "lync_attendee")
                 .line("2010")
                 .install("user level")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Live Meeting 2007 Console",
             want("Office (MSI)", "live_meeting")
                 .line("2007")
                 .component("console")
-                .track(Standalone),
+                .track(Components),
         ),
         (
             "Microsoft Office 2019 for 32-bit editions",
@@ -666,21 +686,21 @@ fn office_msi_and_click_to_run() {
 #[test]
 fn office_servers() {
     check(vec![
-        ("Microsoft SharePoint Enterprise Server 2016", want("SharePoint", "sharepoint_server").line("2016").component("enterprise").track(Standalone)),
-        ("Microsoft SharePoint Server 2019", want("SharePoint", "sharepoint_server").line("2019").track(Standalone)),
-        ("Microsoft SharePoint Server Subscription Edition", want("SharePoint", "sharepoint_server").line("subscription edition").track(Standalone)),
-        ("Microsoft SharePoint Foundation 2013 Service Pack 1", want("SharePoint", "sharepoint_foundation").line("2013").track(Standalone)),
-        ("Excel Services on Microsoft SharePoint Server 2007 Service Pack 3 (64-bit edition) Bad", want("SharePoint", "sharepoint_server").line("2007").arch(X64).component("excel services").track(Standalone)),
-        ("Microsoft SharePoint Server 2010 Service Pack 2 on Word Automation Services", want("SharePoint", "sharepoint_server").line("2010").component("word automation services").track(Standalone)),
-        ("Microsoft Project Server 2013 Service Pack 1 (64-bit edition)", want("SharePoint", "project_server").line("2013").arch(X64).track(Standalone)),
-        ("Microsoft Business Productivity Servers 2010 Service Pack 2", want("SharePoint", "business_productivity_servers").line("2010").track(Standalone)),
-        ("Office Online Server", want("Office Online Server / Web Apps", "office_online_server").track(Standalone)),
-        ("Microsoft Office Web Apps Server 2013 Service Pack 1", want("Office Online Server / Web Apps", "office_web_apps_server").line("2013").track(Standalone)),
-        ("Microsoft Excel Web App 2010 Service Pack 2", want("Office Online Server / Web Apps", "office_web_apps").line("2010").component("excel").track(Standalone)),
-        ("Microsoft Exchange Server 2016 Cumulative Update 23", want("Exchange Server", "exchange_server").line("2016").servicing("cumulative update 23").track(Standalone)),
-        ("Microsoft Exchange Server 2019", want("Exchange Server", "exchange_server").line("2019").track(Standalone)),
-        ("Microsoft Exchange Server 2010 Service Pack 3 Update Rollup 31", want("Exchange Server", "exchange_server").line("2010").servicing("service pack 3 update rollup 31").track(Standalone)),
-        ("Microsoft Exchange Server Subscription Edition RTM", want("Exchange Server", "exchange_server").line("subscription edition").servicing("rtm").track(Standalone)),
+        ("Microsoft SharePoint Enterprise Server 2016", want("SharePoint", "sharepoint_server").line("2016").component("enterprise").track(Components)),
+        ("Microsoft SharePoint Server 2019", want("SharePoint", "sharepoint_server").line("2019").track(Components)),
+        ("Microsoft SharePoint Server Subscription Edition", want("SharePoint", "sharepoint_server").line("subscription edition").track(Components)),
+        ("Microsoft SharePoint Foundation 2013 Service Pack 1", want("SharePoint", "sharepoint_foundation").line("2013").track(Components)),
+        ("Excel Services on Microsoft SharePoint Server 2007 Service Pack 3 (64-bit edition) Bad", want("SharePoint", "sharepoint_server").line("2007").arch(X64).component("excel services").track(Components)),
+        ("Microsoft SharePoint Server 2010 Service Pack 2 on Word Automation Services", want("SharePoint", "sharepoint_server").line("2010").component("word automation services").track(Components)),
+        ("Microsoft Project Server 2013 Service Pack 1 (64-bit edition)", want("SharePoint", "project_server").line("2013").arch(X64).track(Components)),
+        ("Microsoft Business Productivity Servers 2010 Service Pack 2", want("SharePoint", "business_productivity_servers").line("2010").track(Components)),
+        ("Office Online Server", want("Office Online Server / Web Apps", "office_online_server").track(Components)),
+        ("Microsoft Office Web Apps Server 2013 Service Pack 1", want("Office Online Server / Web Apps", "office_web_apps_server").line("2013").track(Components)),
+        ("Microsoft Excel Web App 2010 Service Pack 2", want("Office Online Server / Web Apps", "office_web_apps").line("2010").component("excel").track(Components)),
+        ("Microsoft Exchange Server 2016 Cumulative Update 23", want("Exchange Server", "exchange_server").line("2016").servicing("cumulative update 23").track(CumulativePerRelease)),
+        ("Microsoft Exchange Server 2019", want("Exchange Server", "exchange_server").line("2019").track(CumulativePerRelease)),
+        ("Microsoft Exchange Server 2010 Service Pack 3 Update Rollup 31", want("Exchange Server", "exchange_server").line("2010").servicing("service pack 3 update rollup 31").track(CumulativePerRelease)),
+        ("Microsoft Exchange Server Subscription Edition RTM", want("Exchange Server", "exchange_server").line("subscription edition").servicing("rtm").track(CumulativePerRelease)),
         ("Skype for Business Server 2019 CU7", want("Skype for Business / Lync Server", "skype_for_business_server").line("2019").servicing("cu7").track(Standalone)),
         ("Microsoft Lync Server 2013 CU10", want("Skype for Business / Lync Server", "lync_server").line("2013").servicing("cu10").track(Standalone)),
     ]);
@@ -694,13 +714,13 @@ fn office_servers() {
 #[test]
 fn sql_server() {
     check(vec![
-        ("Microsoft SQL Server 2019 for x64-based Systems (GDR)", want("SQL Server", "sql_server").line("2019").arch(X64).servicing("gdr").track(Standalone)),
-        ("Microsoft SQL Server 2022 for x64-based Systems (CU 13)", want("SQL Server", "sql_server").line("2022").arch(X64).servicing("cu 13").track(Standalone)),
-        ("Microsoft SQL Server 2014 Service Pack 3 for 32-bit Systems (CU 4)", want("SQL Server", "sql_server").line("2014").arch(X86).servicing("service pack 3 cu 4").track(Standalone)),
-        ("Microsoft SQL Server 2012 for 32-bit Systems Service Pack 3  (GDR)", want("SQL Server", "sql_server").line("2012").arch(X86).servicing("service pack 3 gdr").track(Standalone)),
-        ("Microsoft SQL Server 2008 R2 for x64-Based Systems Service Pack 3 (QFE)", want("SQL Server", "sql_server").line("2008 r2").arch(X64).servicing("service pack 3 qfe").track(Standalone)),
-        ("Microsoft SQL Server 2016 for x64-based Systems Service Pack 3 Azure Connect Feature Pack", want("SQL Server", "sql_server").line("2016").arch(X64).servicing("service pack 3 azure connect feature pack").track(Standalone)),
-        ("Microsoft SQL Server 2025 for x64-based Systems (CU2)", want("SQL Server", "sql_server").line("2025").arch(X64).servicing("cu2").track(Standalone)),
+        ("Microsoft SQL Server 2019 for x64-based Systems (GDR)", want("SQL Server", "sql_server").line("2019").arch(X64).servicing("gdr").track(Cumulative)),
+        ("Microsoft SQL Server 2022 for x64-based Systems (CU 13)", want("SQL Server", "sql_server").line("2022").arch(X64).servicing("cu 13").track(Cumulative)),
+        ("Microsoft SQL Server 2014 Service Pack 3 for 32-bit Systems (CU 4)", want("SQL Server", "sql_server").line("2014").arch(X86).servicing("service pack 3 cu 4").track(Cumulative)),
+        ("Microsoft SQL Server 2012 for 32-bit Systems Service Pack 3  (GDR)", want("SQL Server", "sql_server").line("2012").arch(X86).servicing("service pack 3 gdr").track(Cumulative)),
+        ("Microsoft SQL Server 2008 R2 for x64-Based Systems Service Pack 3 (QFE)", want("SQL Server", "sql_server").line("2008 r2").arch(X64).servicing("service pack 3 qfe").track(Cumulative)),
+        ("Microsoft SQL Server 2016 for x64-based Systems Service Pack 3 Azure Connect Feature Pack", want("SQL Server", "sql_server").line("2016").arch(X64).servicing("service pack 3 azure connect feature pack").track(Cumulative)),
+        ("Microsoft SQL Server 2025 for x64-based Systems (CU2)", want("SQL Server", "sql_server").line("2025").arch(X64).servicing("cu2").track(Cumulative)),
         ("Microsoft ODBC Driver 18 for SQL Server on Windows", want("SQL Server", "odbc_driver_for_sql_server").line("18").track(Standalone)),
         ("Microsoft OLE DB Driver 19 for SQL Server", want("SQL Server", "ole_db_driver_for_sql_server").line("19").track(Standalone)),
         ("SQL Server Management Studio 18.6", want("SQL Server", "sql_server_management_studio").line("18.6").version_fixed()),

@@ -95,6 +95,59 @@ impl fmt::Display for Branch {
     }
 }
 
+/// A product's own build, as SQL Server, Exchange, SharePoint and Office MSI report it and as
+/// MSRC's `FixedBuild` gives it for them: `15.0.4326.1`, `16.0.10408.20000`, `15.02.1544.011`.
+/// Three or four numeric parts, compared part by part, so `15.02.1544.011` is 15.2.1544.11
+/// and `16.0.5413.1000` < `16.0.10408.20000`. A missing fourth part is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProductBuild(pub [u32; 4]);
+
+impl ProductBuild {
+    /// Parses one build: three or four dot-separated numbers (leading zeros allowed).
+    pub fn parse(s: &str) -> Option<ProductBuild> {
+        let mut parts = [0u32; 4];
+        let mut n = 0;
+        for p in s.trim().split('.') {
+            if n == 4 || p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            parts[n] = p.parse().ok()?;
+            n += 1;
+        }
+        (n >= 3).then_some(ProductBuild(parts))
+    }
+
+    /// Every build in a `FixedBuild` value: MSRC sometimes lists several
+    /// (`2.0.50727.9181 & 3.0.30729.9165 & 4.8.4801.0`, `4.8.9334.0 and 4.8.4802.0`); text
+    /// that is not a build (a URL, `-`) yields nothing.
+    pub fn all_in(s: &str) -> Vec<ProductBuild> {
+        s.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|t| t.trim_matches('.'))
+            .filter_map(ProductBuild::parse)
+            .collect()
+    }
+
+    pub fn major(&self) -> u32 {
+        self.0[0]
+    }
+
+    pub fn minor(&self) -> u32 {
+        self.0[1]
+    }
+
+    /// The third part: the build proper (SQL Server 4326, Exchange 1544 = CU14).
+    pub fn build(&self) -> u32 {
+        self.0[2]
+    }
+}
+
+impl fmt::Display for ProductBuild {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.0;
+        write!(f, "{a}.{b}.{c}.{d}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +171,35 @@ mod tests {
         assert_eq!(WindowsBuild::parse("1.20.10-12"), None);
         assert_eq!(WindowsBuild::parse("10.0.04614.06"), None);
         assert_eq!(WindowsBuild::parse("6.3.04005.01"), None);
+    }
+
+    #[test]
+    fn product_builds_compare_part_by_part() {
+        let exchange = ProductBuild::parse("15.02.1544.011").unwrap();
+        assert_eq!(exchange, ProductBuild([15, 2, 1544, 11]));
+        assert_eq!(exchange.to_string(), "15.2.1544.11");
+        assert!(ProductBuild::parse("16.0.5413.1000") < ProductBuild::parse("16.0.10408.20000"));
+        assert!(ProductBuild::parse("15.0.2101.7") < ProductBuild::parse("15.0.2104.1"));
+        assert_eq!(
+            ProductBuild::parse("15.0.2104"),
+            Some(ProductBuild([15, 0, 2104, 0]))
+        );
+        assert_eq!(ProductBuild::parse("2019"), None);
+        assert_eq!(ProductBuild::parse("1.2.3.4.5"), None);
+        assert_eq!(ProductBuild::parse("15.0.x.1"), None);
+        assert_eq!(
+            ProductBuild::all_in("2.0.50727.9181 & 3.0.30729.9165 & 4.8.4801.0"),
+            vec![
+                ProductBuild([2, 0, 50727, 9181]),
+                ProductBuild([3, 0, 30729, 9165]),
+                ProductBuild([4, 8, 4801, 0])
+            ]
+        );
+        assert_eq!(
+            ProductBuild::all_in("https://aka.ms/OfficeSecurityReleases"),
+            vec![]
+        );
+        assert_eq!(ProductBuild::all_in("-"), vec![]);
     }
 
     #[test]

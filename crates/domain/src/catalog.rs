@@ -8,8 +8,9 @@ use serde::Serialize;
 use time::Date;
 
 use crate::cvrf::CvrfDocument;
-use crate::product::{Arch, Normalized, ProductClass};
-use crate::{Branch, KbId, SoftwareId, WindowsBuild};
+use crate::product::{Arch, Normalized, ProductClass, ProductUpdates};
+use crate::servicing::{self, Paths};
+use crate::{Branch, KbId, ProductBuild, SoftwareId, WindowsBuild};
 
 /// A KB's identity in API answers: its release document and catalog link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,6 +114,26 @@ pub struct Entry {
     /// A standalone OS update (servicing stack, Secure Boot, pre-rollup Windows 7/8.1
     /// updates): not a rollup, but every later rollup of the branch supersedes it.
     pub below_rollups: bool,
+    /// For products named without a host (SQL Server, Exchange, Office MSI): the product
+    /// builds in FixedBuild (after repairs).
+    pub product_builds: Vec<ProductBuild>,
+    /// For products named without a host: the servicing paths the entry applies to
+    /// (`Catalog::servicing_paths`); empty when the catalog cannot tell, then it applies on
+    /// every path of its line.
+    pub paths: Vec<u32>,
+}
+
+impl Entry {
+    /// The entry's FixedBuild on a servicing path.
+    pub fn product_build_on(&self, paths: &Paths, path: u32) -> Option<ProductBuild> {
+        let p = paths.get(path);
+        self.product_builds
+            .iter()
+            .filter(|b| b.major() == p.major && b.minor() == p.minor)
+            .filter(|b| (p.low..=p.high).contains(&b.build()))
+            .max()
+            .copied()
+    }
 }
 
 /// A defect in Microsoft's feed that the catalog works around.
@@ -136,6 +157,14 @@ pub enum RepairKind {
     /// A cumulative update's `Supercedence` does not name its predecessor in the chain (empty,
     /// or skipping a month): the implied cumulative order supplies the link.
     ChainLinkMissing,
+    /// Two products of one line got each other's FixedBuild in one document (Exchange 2019
+    /// CU13 and CU14 in 2024-Mar, SQL Server 2014 SP3 GDR and CU in 2023-Feb): the builds,
+    /// not the product names, say which machines an update is for.
+    SwappedFixedBuild,
+    /// A product serviced per component names a FixedBuild off its own servicing path with
+    /// no product to have swapped it with (Word 2016's KB5002662 names the Click-to-Run build
+    /// 16.0.18526.20080): the build is not the product's and is not used.
+    ForeignFixedBuild,
 }
 
 /// What a KB is in a cumulative chain. Ordered so that, on the same day, the updates a rollup
@@ -191,6 +220,10 @@ pub struct Catalog {
     /// Highest cumulative revision per (host OS, branch).
     max_cumulative: HashMap<(SoftwareId, Branch), u32>,
     repairs: Vec<Repair>,
+    paths: Paths,
+    /// (component, OS, build, architecture) for which some component product is named on
+    /// exactly that OS version.
+    component_hosts: HashSet<(SoftwareId, SoftwareId, u32, Arch)>,
     as_of: Option<Date>,
     documents: usize,
 }
@@ -289,6 +322,40 @@ impl Catalog {
             }
         }
 
+        // An update of a product named without a host that MSRC cites only for an advisory
+        // (SharePoint 2019's KB5002650, a defense-in-depth update) is still a link of its
+        // chain: the update after it supersedes what it superseded. (Windows updates cited
+        // only by an advisory, such as Secure Boot DBX updates, are no links: they cover
+        // nothing.)
+        let mut advisory_links: HashMap<(SoftwareId, KbId), Vec<KbId>> = HashMap::new();
+        for ((kb, _), a) in &acc {
+            if a.cves.is_empty() && a.class.host.is_none() {
+                advisory_links
+                    .entry((a.class.software.clone(), *kb))
+                    .or_default()
+                    .extend(a.supersedes.iter().copied());
+            }
+        }
+        for ((_, _), a) in acc.iter_mut() {
+            if a.class.host.is_some() || a.cves.is_empty() {
+                continue;
+            }
+            let mut queue: Vec<KbId> = a.supersedes.clone();
+            let mut seen: HashSet<KbId> = queue.iter().copied().collect();
+            while let Some(k) = queue.pop() {
+                for &older in advisory_links
+                    .get(&(a.class.software.clone(), k))
+                    .into_iter()
+                    .flatten()
+                {
+                    if seen.insert(older) {
+                        a.supersedes.push(older);
+                        queue.push(older);
+                    }
+                }
+            }
+        }
+
         let mut keys: Vec<(KbId, String)> = acc.keys().cloned().collect();
         keys.sort();
         let mut entries = Vec::with_capacity(keys.len());
@@ -341,6 +408,14 @@ impl Catalog {
                     });
                 }
             }
+            let product_builds = if a.class.host.is_none() {
+                a.fixed_builds
+                    .iter()
+                    .flat_map(|b| ProductBuild::all_in(b))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             entries.push(Entry {
                 kb,
                 product_name,
@@ -353,6 +428,8 @@ impl Catalog {
                 wrong_branch,
                 replaced_by_hotpatch: false,
                 below_rollups: false,
+                product_builds,
+                paths: Vec::new(),
             });
         }
 
@@ -400,6 +477,29 @@ impl Catalog {
         }
 
         demote_non_rollups(&mut entries, &kbs);
+        let paths = servicing::assign(&mut entries, release_doc, &mut repairs);
+        let component_hosts = entries
+            .iter()
+            .filter(|e| !e.wrong_branch)
+            .filter_map(|e| {
+                let h = e.class.host.as_ref()?;
+                (h.software != e.class.software).then(|| {
+                    (
+                        e.class.software.clone(),
+                        h.software.clone(),
+                        h.build,
+                        h.arch,
+                    )
+                })
+            })
+            .collect();
+        let component_links = servicing::missing_component_links(
+            &entries,
+            |kb| kbs.get(&kb).map(|k| k.release_date).unwrap_or(Date::MIN),
+            &mut repairs,
+        );
+        let mut product_members: HashMap<ProductChainKey, Vec<(ProductBuild, Date, KbId)>> =
+            HashMap::new();
 
         let mut by_software: HashMap<SoftwareId, SoftwareEntries> = HashMap::new();
         let mut msrc_edges: HashMap<Scope, HashMap<KbId, Vec<KbId>>> = HashMap::new();
@@ -417,20 +517,50 @@ impl Catalog {
                     .push(i),
                 None => index.hostless.push(i),
             }
-            let Some(host) = &e.class.host else { continue };
-            let scope = (e.class.software.clone(), host.arch);
-            if !e.supersedes.is_empty() {
-                let edges = msrc_edges
-                    .entry(scope)
-                    .or_default()
-                    .entry(e.kb)
-                    .or_default();
-                for s in &e.supersedes {
-                    if !edges.contains(s) {
-                        edges.push(*s);
-                    }
+            let Some(host) = &e.class.host else {
+                // A product named without a host has the same edges and chains on every
+                // architecture.
+                for arch in Arch::ALL {
+                    add_edges(&mut msrc_edges, (e.class.software.clone(), arch), e);
                 }
-            }
+                let cumulative = match e.class.updates {
+                    ProductUpdates::Standalone => continue,
+                    ProductUpdates::Cumulative | ProductUpdates::CumulativePerRelease => true,
+                    // A one-package product's updates (Word 2016) form one chain; the other
+                    // components (the Office suite's many packages) are told apart only by
+                    // `Supercedence`, so that no package hides another.
+                    ProductUpdates::Components if e.class.package.is_some() => false,
+                    ProductUpdates::Components => continue,
+                };
+                let date = kbs.get(&e.kb).map(|k| k.release_date).unwrap_or(Date::MIN);
+                let on: Vec<Option<u32>> = if e.paths.is_empty() {
+                    vec![None]
+                } else {
+                    e.paths.iter().copied().map(Some).collect()
+                };
+                for path in on {
+                    // A cumulative product's path is one chain; a product serviced per
+                    // component has a chain per component on each path.
+                    if cumulative && path.is_none() {
+                        continue;
+                    }
+                    let build = path
+                        .and_then(|p| e.product_build_on(&paths, p))
+                        .unwrap_or(ProductBuild([0; 4]));
+                    product_members
+                        .entry(ProductChainKey {
+                            software: e.class.software.clone(),
+                            line: e.class.version_line.clone(),
+                            path,
+                            package: e.class.package.clone(),
+                        })
+                        .or_default()
+                        .push((build, date, e.kb));
+                }
+                continue;
+            };
+            let scope = (e.class.software.clone(), host.arch);
+            add_edges(&mut msrc_edges, scope, e);
             let member = match e.track {
                 Track::Cumulative => Some(Member::Rollup),
                 Track::SecurityOnly => Some(Member::SecurityOnly),
@@ -444,7 +574,7 @@ impl Catalog {
                     software: e.class.software.clone(),
                     line: e.class.version_line.clone(),
                     host: host.software.clone(),
-                    branch: Branch::of(host.build),
+                    branch: chain_branch(e),
                     arch: host.arch,
                 };
                 if rollup {
@@ -568,6 +698,43 @@ impl Catalog {
             chains.push(chain);
         }
 
+        for (software, newer, older) in &component_links {
+            for arch in Arch::ALL {
+                let of_kb = msrc_edges
+                    .entry((software.clone(), arch))
+                    .or_default()
+                    .entry(*newer)
+                    .or_default();
+                if !of_kb.contains(older) {
+                    of_kb.push(*older);
+                }
+            }
+        }
+        // Products named without a host: within a chain, an update with a higher FixedBuild (a
+        // later release, for updates without one) contains the earlier ones.
+        let mut product_keys: Vec<ProductChainKey> = product_members.keys().cloned().collect();
+        product_keys.sort();
+        for key in product_keys {
+            let mut members = product_members.remove(&key).unwrap_or_default();
+            members.sort();
+            let mut chain: Vec<(KbId, Member)> = Vec::with_capacity(members.len());
+            for (_, _, kb) in members {
+                if !chain.iter().any(|(k, _)| *k == kb) {
+                    chain.push((kb, Member::Rollup));
+                }
+            }
+            let idx = chains.len();
+            for arch in Arch::ALL {
+                let positions = chain_positions
+                    .entry((key.software.clone(), arch))
+                    .or_default();
+                for (pos, (kb, _)) in chain.iter().enumerate() {
+                    positions.entry(*kb).or_default().push((idx, pos));
+                }
+            }
+            chains.push(chain);
+        }
+
         let cve_addressed = addressed
             .into_iter()
             .map(|(k, v)| (k, v.len() as u32))
@@ -584,9 +751,29 @@ impl Catalog {
             chain_positions,
             max_cumulative,
             repairs,
+            paths,
+            component_hosts,
             as_of,
             documents,
         }
+    }
+
+    /// Whether some product of a component (.NET Framework, Internet Explorer) is named on
+    /// exactly this OS version: then only those products apply to it, not its siblings'.
+    pub fn names_component_host(
+        &self,
+        component: &SoftwareId,
+        os: &SoftwareId,
+        build: u32,
+        arch: Arch,
+    ) -> bool {
+        self.component_hosts
+            .contains(&(component.clone(), os.clone(), build, arch))
+    }
+
+    /// The servicing paths of products named without a Windows host.
+    pub fn servicing_paths(&self) -> &Paths {
+        &self.paths
     }
 
     pub fn kb(&self, kb: KbId) -> Option<&KbInfo> {
@@ -809,6 +996,41 @@ impl Catalog {
     }
 }
 
+/// A cumulative chain of a product named without a host: its line, servicing path and, for
+/// a one-package product serviced per component, the package.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ProductChainKey {
+    software: SoftwareId,
+    line: Option<String>,
+    path: Option<u32>,
+    package: Option<String>,
+}
+
+/// The branch a hosted entry's chain is kept on. An OS update applies across its servicing
+/// branch. A component's updates are kept per OS version: Microsoft ships different .NET
+/// Framework KBs for Windows 10 21H2 and 22H2 in the same month (KB5034274, KB5034275), and
+/// each version's updates form their own chain.
+fn chain_branch(e: &Entry) -> Branch {
+    match &e.class.host {
+        Some(h) if h.software == e.class.software => Branch::of(h.build),
+        Some(h) => Branch(h.build),
+        None => Branch(0),
+    }
+}
+
+/// Records an entry's `Supercedence` edges in a scope.
+fn add_edges(edges: &mut HashMap<Scope, HashMap<KbId, Vec<KbId>>>, scope: Scope, e: &Entry) {
+    if e.supersedes.is_empty() {
+        return;
+    }
+    let of_kb = edges.entry(scope).or_default().entry(e.kb).or_default();
+    for s in &e.supersedes {
+        if !of_kb.contains(s) {
+            of_kb.push(*s);
+        }
+    }
+}
+
 /// Servicing-stack updates, Secure Boot DBX updates and the like carry SubType "Security
 /// Update" on Windows 10+ products just as the cumulative update does, but are not rollups. In each chain and month, the cumulative update is the one with a FixedBuild on
 /// the branch (several when Microsoft shipped out-of-band ones); where no update of that month
@@ -828,7 +1050,7 @@ fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
                 e.class.software.clone(),
                 e.class.version_line.clone(),
                 host.software.clone(),
-                Branch::of(host.build),
+                chain_branch(e),
                 host.arch,
                 info.document_id.clone(),
             ))

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Entry, Track};
-use crate::{Branch, KbId, MachineFacts, OsFacts, SoftwareId};
+use crate::product::ProductUpdates;
+use crate::{Branch, KbId, MachineFacts, OsFacts, ProductBuild, SoftwareId};
 
 /// Whether a KB's fix is present on a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +45,10 @@ pub struct KbVerdict {
     pub rule: Rule,
     /// The highest FixedBuild revision of the KB on the machine's branch.
     pub fixed_revision: Option<u32>,
+    /// For a product named without a Windows host (SQL Server, Exchange, Office MSI): the
+    /// KB's FixedBuild on the servicing path of the machine's build of that product.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_build: Option<ProductBuild>,
     /// For rule c: the installed (or build-proven) KB that covers this one.
     pub covered_by: Option<KbId>,
 }
@@ -169,9 +174,21 @@ pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
     }
 }
 
+/// Where a machine's build of a product named without a host lies among the catalog's
+/// servicing paths.
+#[derive(Debug, Clone, Copy)]
+struct Located<'a> {
+    build: ProductBuild,
+    /// The version line the build's major.minor belongs to, when the catalog knows it.
+    line: Option<&'a str>,
+    path: Option<u32>,
+}
+
 struct Analysis<'a> {
     machine: &'a MachineFacts,
     os: Option<&'a OsFacts>,
+    /// Per product named without a host: the machine's build of it, located.
+    located: HashMap<&'a SoftwareId, Located<'a>>,
     applicable: BTreeMap<KbId, Vec<&'a Entry>>,
     verdicts: BTreeMap<KbId, KbVerdict>,
     outcomes: BTreeMap<(SoftwareId, KbId), Outcome>,
@@ -185,6 +202,7 @@ impl<'a> Analysis<'a> {
         let mut a = Analysis {
             machine,
             os: machine.os.as_ref(),
+            located: HashMap::new(),
             applicable: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             outcomes: BTreeMap::new(),
@@ -199,10 +217,31 @@ impl<'a> Analysis<'a> {
         };
         a.evaluation.software.insert(os.software.clone());
         let branch = Branch::of(os.build);
-        for software in &a.evaluation.software {
+        let paths = catalog.servicing_paths();
+        for (software, version) in &machine.software {
+            let Some(build) = version.as_deref().and_then(ProductBuild::parse) else {
+                continue;
+            };
+            if software == &os.software {
+                continue;
+            }
+            let located = Located {
+                build,
+                line: paths.line_of(software, &build),
+                path: paths.locate(software, &build),
+            };
+            if located.line.is_some() {
+                a.located.insert(software, located);
+            }
+        }
+        let evaluation_software = a.evaluation.software.clone();
+        for software in &evaluation_software {
             let version = machine.software.get(software).and_then(|v| v.as_deref());
+            let located = a.located.get(software).copied();
+            let exact_host =
+                catalog.names_component_host(software, &os.software, os.build, os.arch);
             for e in catalog.candidate_entries(software, branch, os.arch) {
-                if is_applicable(e, os, branch, version) {
+                if is_applicable(e, os, branch, version, located, exact_host) {
                     a.applicable.entry(e.kb).or_default().push(e);
                 }
             }
@@ -249,12 +288,22 @@ impl<'a> Analysis<'a> {
                         })
                         .contains(kb)
                 });
+            let product = self.product_evidence(catalog, entries);
             let decided = if is_pending && below_fix {
                 self.evaluation.pending_restart = true;
                 Some((Satisfied::No, Rule::PendingRestart))
             } else if let (Some(r), Some(f)) = (os.revision, fixed) {
                 Some((
                     if r >= f {
+                        Satisfied::Yes
+                    } else {
+                        Satisfied::No
+                    },
+                    Rule::Build,
+                ))
+            } else if let Some((have, needed)) = product {
+                Some((
+                    if have >= needed {
                         Satisfied::Yes
                     } else {
                         Satisfied::No
@@ -275,6 +324,7 @@ impl<'a> Analysis<'a> {
                         satisfied,
                         rule,
                         fixed_revision: fixed,
+                        fixed_build: product.map(|(_, f)| f),
                         covered_by: None,
                     },
                 );
@@ -311,11 +361,15 @@ impl<'a> Analysis<'a> {
             let cumulative = entries.iter().any(|e| e.track == Track::Cumulative);
             let (satisfied, rule) = if covered {
                 (Satisfied::Yes, Rule::InstalledKb)
-            } else if cumulative
-                && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m)
+            } else if (cumulative
+                && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m))
+                || self.product_newer_than_catalog(catalog, entries)
             {
                 (Satisfied::Yes, Rule::NewerThanCatalog)
-            } else if machine.kb_list_complete {
+            } else if entries
+                .iter()
+                .any(|e| machine.kb_list_complete_for(&e.class))
+            {
                 (Satisfied::No, Rule::CompleteKbList)
             } else {
                 (Satisfied::Unknown, Rule::NoEvidence)
@@ -346,6 +400,7 @@ impl<'a> Analysis<'a> {
                     satisfied,
                     rule,
                     fixed_revision: fixed,
+                    fixed_build: None,
                     covered_by,
                 },
             );
@@ -524,6 +579,38 @@ impl<'a> Analysis<'a> {
         self.closed = closed;
     }
 
+    /// For a KB of a product named without a host: the machine's build of the product and the
+    /// KB's FixedBuild on the machine's servicing path (the highest, when several entries
+    /// give one).
+    fn product_evidence(
+        &self,
+        catalog: &Catalog,
+        entries: &[&Entry],
+    ) -> Option<(ProductBuild, ProductBuild)> {
+        entries
+            .iter()
+            .filter(|e| e.class.host.is_none())
+            .filter_map(|e| {
+                let at = self.located.get(&e.class.software)?;
+                let fixed = e.product_build_on(catalog.servicing_paths(), at.path?)?;
+                Some((at.build, fixed))
+            })
+            .max_by_key(|(_, fixed)| *fixed)
+    }
+
+    /// Rule d for a product named without a host whose updates are cumulative: the machine's
+    /// build is newer than every FixedBuild the catalog knows on its servicing path.
+    fn product_newer_than_catalog(&self, catalog: &Catalog, entries: &[&Entry]) -> bool {
+        entries.iter().any(|e| {
+            e.class.host.is_none()
+                && e.class.updates != ProductUpdates::Standalone
+                && self.located.get(&e.class.software).is_some_and(|at| {
+                    at.path
+                        .is_some_and(|p| at.build > catalog.servicing_paths().get(p).newest)
+                })
+        })
+    }
+
     /// Whether the machine's newest installed OS update is a Security Only update.
     fn on_security_only_track(&self, catalog: &Catalog, os: &OsFacts) -> bool {
         self.machine
@@ -611,6 +698,22 @@ impl<'a> Analysis<'a> {
         let Some(os) = self.os else {
             return "the machine reports no operating system".into();
         };
+        let entries = &self.applicable[&v.kb];
+        if entries.iter().all(|e| !e.class.windows_serviced()) {
+            let software = &entries[0].class.software;
+            let build = match self.located.get(software) {
+                Some(at) => format!(
+                    "its build {} of {software} is on no servicing path this KB has a FixedBuild for",
+                    at.build
+                ),
+                None => format!("the machine reports no build of {software}"),
+            };
+            return format!(
+                "{build}, and no complete list of {software}'s own updates was given (Windows' \
+                 installed-update list, from systeminfo, wmic qfe or osquery, never shows \
+                 MSI-installed product updates)"
+            );
+        }
         match (os.revision, v.fixed_revision) {
             (None, _) => "the machine reports no build revision and its KB list is not complete, \
                           and no installed KB supersedes this one"
@@ -628,9 +731,43 @@ fn fixed_revision(entries: &[&Entry]) -> Option<u32> {
     entries.iter().filter_map(|e| e.fixed_revision).max()
 }
 
-fn is_applicable(e: &Entry, os: &OsFacts, branch: Branch, version: Option<&str>) -> bool {
+fn is_applicable(
+    e: &Entry,
+    os: &OsFacts,
+    branch: Branch,
+    version: Option<&str>,
+    located: Option<Located>,
+    exact_host: bool,
+) -> bool {
     if e.wrong_branch {
         return false;
+    }
+    // A component named on the machine's own OS version takes only those products; the
+    // siblings' apply where its own version is not named.
+    if let Some(host) = &e.class.host {
+        if exact_host && host.software != e.class.software && host.build != os.build {
+            return false;
+        }
+    }
+    // A product named without a host, installed at a build: the build names the version line
+    // (SQL Server 15.0 is 2019) and the servicing path (GDR or CU; an Exchange CU), and only
+    // updates of that path apply. An update whose path the catalog cannot tell applies on
+    // every path of its line.
+    if let (None, Some(at)) = (&e.class.host, located) {
+        if at.line.is_some()
+            && e.class
+                .version_line
+                .as_deref()
+                .is_some_and(|l| Some(l) != at.line)
+        {
+            return false;
+        }
+        // An update for a release the catalog cannot place is not for a machine whose
+        // release its build names (an Exchange CU7 update on CU13).
+        if e.paths.is_empty() {
+            return e.class.updates != ProductUpdates::CumulativePerRelease || at.path.is_none();
+        }
+        return at.path.is_some_and(|p| e.paths.contains(&p));
     }
     // Products named "on Windows …" apply on that Windows' servicing branch (a version the
     // update omits is reached through its siblings); products named without a host apply
@@ -651,11 +788,33 @@ fn is_applicable(e: &Entry, os: &OsFacts, branch: Branch, version: Option<&str>)
     // Both sides may name several lines with `|`: a product for ".NET Framework 3.5 AND 4.8"
     // applies on a machine with 3.5 or 4.8 installed, and a machine can have both.
     match (&e.class.version_line, version) {
-        (Some(lines), Some(installed)) => lines
-            .split('|')
-            .any(|line| installed.split('|').any(|v| in_line(v, line))),
+        (Some(lines), Some(installed)) => lines_apply(lines, installed),
         _ => true,
     }
+}
+
+/// Whether a product naming `lines` applies to the installed versions. A product naming
+/// several lines (".NET Framework 3.5 AND 4.8.1") is for machines whose versions of each
+/// major it names are those lines: .NET Framework 4.x versions replace each other in place,
+/// so "3.5 AND 4.8.1" is not for a machine with 3.5 and 4.8 (that one gets "3.5 AND 4.8").
+fn lines_apply(lines: &str, installed: &str) -> bool {
+    let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
+    let any = |line: &str| installed.split('|').any(|v| in_line(v, line));
+    if !lines.split('|').any(any) {
+        return false;
+    }
+    if !lines.contains('|') {
+        return true;
+    }
+    lines.split('|').all(|line| {
+        let m = major(line);
+        let of_major: Vec<&str> = installed.split('|').filter(|v| major(v) == m).collect();
+        of_major.is_empty()
+            || lines
+                .split('|')
+                .filter(|l| major(l) == m)
+                .any(|l| of_major.iter().any(|v| in_line(v, l)))
+    })
 }
 
 /// Whether an installed version belongs to a version line: `11.0.19041.1` to `11`, and
@@ -679,7 +838,18 @@ fn in_line(version: &str, line: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::in_line;
+    use super::{in_line, lines_apply};
+
+    #[test]
+    fn several_lines_follow_in_place_versions() {
+        assert!(lines_apply("3.5|4.8", "3.5|4.8"));
+        assert!(!lines_apply("3.5|4.8.1", "3.5|4.8"));
+        assert!(lines_apply("3.5", "3.5|4.8"));
+        assert!(lines_apply("3.5|4.8", "4.8"));
+        assert!(!lines_apply("3.5|4.8.1", "4.8.04084"));
+        assert!(lines_apply("3.5|4.8.1", "3.5"));
+        assert!(!lines_apply("4.8", "3.5"));
+    }
 
     #[test]
     fn version_lines() {

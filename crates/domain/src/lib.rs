@@ -8,11 +8,12 @@ pub mod engine;
 pub mod ids;
 pub mod machine;
 pub mod product;
+pub mod servicing;
 
-pub use build::{Branch, WindowsBuild};
+pub use build::{Branch, ProductBuild, WindowsBuild};
 
 pub use catalog::Catalog;
 pub use engine::{evaluate, explain, Evaluation, Explanation};
 pub use ids::{IdError, KbId, MachineId, SoftwareId, TenantId};
-pub use machine::{MachineFacts, OsFacts};
-pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass};
+pub use machine::{KbListScope, MachineFacts, OsFacts};
+pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass, ProductUpdates};

@@ -20,15 +20,48 @@ pub struct OsFacts {
     pub hotpatch_enrolled: bool,
 }
 
+/// How far a machine's installed-update list is known to be complete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KbListScope {
+    /// It may be partial: a KB absent from it proves nothing.
+    #[default]
+    Partial,
+    /// Complete for what Windows servicing installs (the OS and the components it services),
+    /// as Win32_QuickFixEngineering lists it: systeminfo, wmic qfe, Get-HotFix, osquery
+    /// `patches`. It says nothing about MSI-installed products (Office, SQL Server, …).
+    WindowsServicing,
+    /// Complete for every installed update.
+    Everything,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MachineFacts {
     pub os: Option<OsFacts>,
     /// Installed software with its version when known. The OS is included. Side-by-side
     /// versions of one software (.NET Framework 3.5 and 4.8) are joined with `|`.
     pub software: BTreeMap<SoftwareId, Option<String>>,
+    /// Installed updates, from every source.
     pub installed_kbs: BTreeSet<KbId>,
-    /// Whether `installed_kbs` is the complete list of installed updates.
-    pub kb_list_complete: bool,
+    /// For which software `installed_kbs` is the complete list of installed updates.
+    pub kb_list: KbListScope,
+    /// Software whose own installed-update list is complete (an osquery `programs` listing
+    /// of its "Security Update for …" entries, a snapshot's `software[].updatesComplete`):
+    /// those updates are in `installed_kbs`, and a KB of that software absent from it is
+    /// not installed.
+    pub complete_update_lists: BTreeSet<SoftwareId>,
     /// KBs installed but waiting for a restart.
     pub pending_kbs: BTreeSet<KbId>,
+}
+
+impl MachineFacts {
+    /// Whether the installed-update list is complete for a product of `class`: a KB of that
+    /// product absent from it is not installed (rule e).
+    pub fn kb_list_complete_for(&self, class: &crate::ProductClass) -> bool {
+        match self.kb_list {
+            KbListScope::Everything => true,
+            KbListScope::WindowsServicing if class.windows_serviced() => true,
+            _ => self.complete_update_lists.contains(&class.software),
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub enum Arch {
 }
 
 impl Arch {
+    pub const ALL: [Arch; 4] = [Arch::X86, Arch::X64, Arch::Arm64, Arch::Itanium];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Arch::X86 => "x86",
@@ -57,6 +59,44 @@ pub struct ProductClass {
     pub hotpatch: bool,
     /// Judged by version, never by KB (Edge Chromium, Microsoft 365 Apps).
     pub version_fixed: bool,
+    /// The update level or servicing branch the name states (SQL Server `gdr`, Exchange
+    /// `cumulative update 13`): which servicing path the product's updates belong to.
+    pub servicing: Option<String>,
+    /// For products named without a Windows host: how their updates relate.
+    pub updates: ProductUpdates,
+    /// For a product serviced per component whose name is one update package (Word 2016,
+    /// Excel 2016): its updates form one chain, even where MSRC's `Supercedence` breaks it.
+    pub package: Option<String>,
+}
+
+impl ProductClass {
+    /// Whether Windows servicing installs this product's updates (the OS, and the components
+    /// named "on Windows …": Internet Explorer, EdgeHTML, .NET Framework, …), so that they
+    /// appear in Win32_QuickFixEngineering (systeminfo, wmic qfe, Get-HotFix, osquery
+    /// `patches`). Products named without a host (Office MSI, SharePoint, Exchange, SQL
+    /// Server, Visual Studio) install their updates with MSI/MSP, which those lists never show.
+    pub fn windows_serviced(&self) -> bool {
+        self.host.is_some()
+    }
+}
+
+/// How the security updates of a product named without a Windows host relate to each other;
+/// products on a Windows host follow the Windows tracks instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProductUpdates {
+    /// Every update is its own frontier.
+    #[default]
+    Standalone,
+    /// Each update contains the earlier ones of its servicing path, a range of builds of the
+    /// line: SQL Server's GDR path (2019: 15.0.2xxx) and CU path (15.0.4xxx).
+    Cumulative,
+    /// Each update contains the earlier ones for the same release, which the build's third
+    /// part names: an Exchange cumulative update (15.2.1544.x is Exchange 2019 CU14).
+    CumulativePerRelease,
+    /// Serviced per component (Office MSI, SharePoint): each component's updates replace the
+    /// earlier ones of that component, which MSRC's `Supercedence` links.
+    Components,
 }
 
 /// The outcome of normalizing one CVRF product name.

@@ -531,6 +531,25 @@ pub fn import_files(files: &[InputFile], opts: &ImportOptions) -> Result<Importe
     // wmic qfe / Get-HotFix: merged into the same host's systeminfo, else a KB update.
     for (f, p) in &parsed {
         let Parsed::Qfe(q) = p else { continue };
+        // An explicit zero: an empty capture beside its host's systeminfo that says
+        // `Hotfix(s): N/A` is the machine saying that no update is installed, a complete and
+        // empty list. An empty capture alone stays a failed collection.
+        if q.hosts.is_empty() {
+            let paired = paired_name(&f.path);
+            if let Some(s) = sysinfos.iter_mut().find(|s| {
+                s.info.none_installed
+                    && s.machine.files.iter().any(|p| {
+                        p.file_name().map(|n| n.to_string_lossy().to_lowercase()) == paired
+                    })
+            }) {
+                s.complete = true;
+                if !s.sources.contains(&q.source) {
+                    s.sources.push(q.source);
+                }
+                s.machine.files.push(f.path.clone());
+                s.machine.modified.push(f.modified);
+            }
+        }
         for h in &q.hosts {
             let target = match &h.host {
                 Some(name) => host_id(name).map_err(|m| err_at(&f.path, h.line, m))?,

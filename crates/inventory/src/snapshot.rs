@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kbgap_domain::{Arch, InstallType, KbId, MachineFacts, MachineId, OsFacts, SoftwareId};
+use kbgap_domain::{
+    Arch, InstallType, KbId, KbListScope, MachineFacts, MachineId, OsFacts, SoftwareId,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -39,7 +41,9 @@ pub struct Snapshot {
     /// Installed KBs, `KB5034122` or `5034122`.
     #[serde(default)]
     pub installed_kbs: Vec<String>,
-    /// Whether `installedKbs` is the complete list of installed updates.
+    /// Whether `installedKbs` is the complete list of installed updates; for the
+    /// Win32_QuickFixEngineering sources (`systeminfo`, `wmicQfe`, `getHotFix`,
+    /// `osqueryPatches`) complete only for what Windows servicing installs.
     #[serde(default)]
     pub installed_kbs_complete: bool,
     /// Where `installedKbs` came from: the tools whose lists were merged into it.
@@ -64,8 +68,18 @@ pub struct InstalledSoftware {
     pub vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The version: a version line (`2016`) or, better, the product's full build
+    /// (`15.0.2101.7`, `16.0.5413.1000`), which is evidence of the updates it contains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// This product's own installed updates (`KB5002562`), as an MSI/MSP inventory or
+    /// osquery's `programs` "Security Update for …" entries list them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<String>,
+    /// Whether `updates` is every installed update of this product: then one of its KBs
+    /// absent from it is missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub updates_complete: bool,
 }
 
 impl InstalledSoftware {
@@ -76,6 +90,8 @@ impl InstalledSoftware {
             vendor: None,
             name: None,
             version,
+            updates: Vec::new(),
+            updates_complete: false,
         }
     }
 
@@ -123,6 +139,20 @@ pub enum KbSource {
     WindowsUpdate,
     /// Anything else (an agent of the organization's own).
     Other,
+}
+
+impl KbSource {
+    /// Whether the source enumerates Win32_QuickFixEngineering, which lists only what Windows
+    /// servicing installs, never MSI/MSP updates of Office, SQL Server, Exchange, ….
+    pub fn windows_servicing_only(self) -> bool {
+        matches!(
+            self,
+            KbSource::Systeminfo
+                | KbSource::WmicQfe
+                | KbSource::GetHotFix
+                | KbSource::OsqueryPatches
+        )
+    }
 }
 
 /// Why a snapshot was rejected: the JSON path of the field and what is wrong with it.
@@ -332,10 +362,16 @@ impl Snapshot {
                 build.build
             };
         let mut software: BTreeMap<SoftwareId, Option<String>> = BTreeMap::new();
+        let mut installed_kbs = kb_list("installedKbs", &self.installed_kbs)?;
+        let mut complete_update_lists = BTreeSet::new();
         for (i, s) in self.software.iter().enumerate() {
             let id = s.software_id().map_err(|(field, message)| {
                 SnapshotError::new(format!("software[{i}].{field}"), message)
             })?;
+            installed_kbs.extend(kb_list(&format!("software[{i}].updates"), &s.updates)?);
+            if s.updates_complete {
+                complete_update_lists.insert(id.clone());
+            }
             match software.entry(id) {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(s.version.clone());
@@ -368,8 +404,20 @@ impl Snapshot {
                 hotpatch_enrolled: self.hotpatch_enrolled,
             }),
             software,
-            installed_kbs: kb_list("installedKbs", &self.installed_kbs)?,
-            kb_list_complete: self.installed_kbs_complete,
+            installed_kbs,
+            kb_list: if !self.installed_kbs_complete {
+                KbListScope::Partial
+            } else if !self.installed_kbs_sources.is_empty()
+                && self
+                    .installed_kbs_sources
+                    .iter()
+                    .all(|s| s.windows_servicing_only())
+            {
+                KbListScope::WindowsServicing
+            } else {
+                KbListScope::Everything
+            },
+            complete_update_lists,
             pending_kbs: kb_list("pendingRestartKbs", &self.pending_restart_kbs)?,
         })
     }
@@ -410,7 +458,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![5030211, 5031356]
         );
-        assert!(f.kb_list_complete);
+        assert_eq!(f.kb_list, KbListScope::Everything);
         assert_eq!(f.pending_kbs.iter().next().unwrap().number(), 5034122);
         assert_eq!(
             f.software.keys().map(|k| k.as_str()).collect::<Vec<_>>(),

@@ -157,6 +157,10 @@ pub struct SystemInfo {
     pub announced: usize,
     /// Entries listed, identified or not.
     pub listed: usize,
+    /// The machine says no update is installed: `Hotfix(s): N/A`. Alone this is not a
+    /// complete list (a failed collection looks the same); with an empty wmic qfe capture of
+    /// the same host it is.
+    pub none_installed: bool,
     /// Entries that name no KB: "File 1" (XP, Server 2003), component GUIDs (Vista).
     pub unidentified: usize,
     /// systeminfo cut its own list short (an empty `[246]` entry, or fewer listed than
@@ -440,6 +444,7 @@ pub fn parse_text(text: &Text) -> Result<SystemInfo, LineError> {
         manufacturer: opt(Manufacturer),
         model: opt(Model),
         list_truncated: empty_entry || listed < announced,
+        none_installed: listed == 0 && hotfix_header.trim().eq_ignore_ascii_case("n/a"),
         kbs,
         announced,
         listed,

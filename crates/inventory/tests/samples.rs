@@ -442,6 +442,24 @@ fn wmic_qfe_alone_and_merged() {
         .hosts
         .is_empty());
 
+    // An explicit zero: systeminfo says `Hotfix(s): N/A` and the same host's wmic qfe
+    // capture is empty: the machine has no update installed, a complete and empty list.
+    let zero = one(&[
+        "10_1803_x64_proforworkstations_en-us_B_20190306_systeminfo.txt",
+        "10_1803_x64_proforworkstations_en-us_B_20190306_qfe.txt",
+    ]);
+    assert_eq!((kbs(&zero).len(), zero.installed_kbs_complete), (0, true));
+    assert_eq!(
+        zero.installed_kbs_sources,
+        vec![KbSource::Systeminfo, KbSource::WmicQfe]
+    );
+    // Either alone is no evidence: an empty list is a failed collection far more often.
+    let alone = one(&["10_1803_x64_proforworkstations_en-us_B_20190306_systeminfo.txt"]);
+    assert_eq!(
+        (kbs(&alone).len(), alone.installed_kbs_complete),
+        (0, false)
+    );
+
     // systeminfo cuts this list at 245 of 273; wmic qfe has all 276 (three more since).
     let merged = one(&[
         "7_sp1_x64_enterprise_en-us_20190305_systeminfo.txt",

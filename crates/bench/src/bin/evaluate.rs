@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use kbgap_bench::{median, peak_rss_bytes, shared_data};
 use kbgap_domain::catalog::Track;
 use kbgap_domain::{
-    evaluate, Arch, Catalog, Evaluation, InstallType, KbId, MachineFacts, OsFacts, SoftwareId,
+    evaluate, Arch, Catalog, Evaluation, InstallType, KbId, KbListScope, MachineFacts, OsFacts,
+    SoftwareId,
 };
 
 /// Deterministic xorshift, so every run draws the same fleet.
@@ -135,7 +136,12 @@ fn machine(lines: &[OsLine], rng: &mut Rng) -> MachineFacts {
         }),
         software,
         installed_kbs: installed,
-        kb_list_complete: complete,
+        kb_list: if complete {
+            KbListScope::WindowsServicing
+        } else {
+            KbListScope::Partial
+        },
+        complete_update_lists: Default::default(),
         pending_kbs: pending,
     }
 }
