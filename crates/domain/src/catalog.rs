@@ -221,6 +221,8 @@ pub struct Catalog {
     max_cumulative: HashMap<(SoftwareId, Branch), u32>,
     repairs: Vec<Repair>,
     paths: Paths,
+    /// Every operating system the catalog has updates for.
+    os_software: BTreeSet<SoftwareId>,
     /// (component, OS, build, architecture) for which some component product is named on
     /// exactly that OS version.
     component_hosts: HashSet<(SoftwareId, SoftwareId, u32, Arch)>,
@@ -478,6 +480,11 @@ impl Catalog {
 
         demote_non_rollups(&mut entries, &kbs);
         let paths = servicing::assign(&mut entries, release_doc, &mut repairs);
+        let os_software = entries
+            .iter()
+            .filter_map(|e| e.class.host.as_ref())
+            .map(|h| h.software.clone())
+            .collect();
         let component_hosts = entries
             .iter()
             .filter(|e| !e.wrong_branch)
@@ -753,9 +760,15 @@ impl Catalog {
             repairs,
             paths,
             component_hosts,
+            os_software,
             as_of,
             documents,
         }
+    }
+
+    /// Every operating system the catalog has updates for.
+    pub fn os_software(&self) -> &BTreeSet<SoftwareId> {
+        &self.os_software
     }
 
     /// Whether some product of a component (.NET Framework, Internet Explorer) is named on
@@ -1087,6 +1100,57 @@ fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
                 .copied()
                 .filter(|&i| !keep.contains(&entries[i].kb)),
         );
+    }
+    for i in demote {
+        entries[i].track = Track::Standalone;
+    }
+    // A month can keep several updates with a build (out-of-band cumulative updates), but one
+    // below the month's highest build whose Supercedence names no rollup of its chain
+    // continues another lineage: the Secure Boot DBX update KB5012170 carries the August 2022 LCU's
+    // FixedBuild 10.0.17763.3284 on Windows Server 2019 and supersedes only the earlier DBX
+    // update KB4535680. It is no cumulative update and covers none.
+    let mut rollups: HashSet<(Month, KbId)> = HashSet::new();
+    for (m, members) in &months {
+        let chain = (
+            m.0.clone(),
+            m.1.clone(),
+            m.2.clone(),
+            m.3,
+            m.4,
+            String::new(),
+        );
+        for &i in members {
+            if entries[i].track == Track::Cumulative {
+                rollups.insert((chain.clone(), entries[i].kb));
+            }
+        }
+    }
+    let mut demote = Vec::new();
+    for (m, members) in &months {
+        let chain = (
+            m.0.clone(),
+            m.1.clone(),
+            m.2.clone(),
+            m.3,
+            m.4,
+            String::new(),
+        );
+        let kept: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| entries[i].track == Track::Cumulative)
+            .collect();
+        if kept.len() < 2 {
+            continue;
+        }
+        // The month's highest build is its cumulative update in any case.
+        let top = kept.iter().filter_map(|&i| entries[i].fixed_revision).max();
+        demote.extend(kept.into_iter().filter(|&i| {
+            let s = &entries[i].supersedes;
+            entries[i].fixed_revision < top
+                && !s.is_empty()
+                && !s.iter().any(|k| rollups.contains(&(chain.clone(), *k)))
+        }));
     }
     for i in demote {
         entries[i].track = Track::Standalone;

@@ -288,8 +288,19 @@ impl<'a> Analysis<'a> {
                         })
                         .contains(kb)
                 });
+            // Without a revision, a KB pending a restart still proves the build is below it,
+            // so below every cumulative update that supersedes it: those are missing too.
+            let above_pending = os.revision.is_none()
+                && !pending.is_empty()
+                && !machine.installed_kbs.contains(kb)
+                && entries.iter().any(|e| {
+                    e.track == Track::Cumulative && {
+                        let below = catalog.superseded_by(&e.class.software, os.arch, [*kb]);
+                        pending.iter().any(|p| p != kb && below.contains(p))
+                    }
+                });
             let product = self.product_evidence(catalog, entries);
-            let decided = if is_pending && below_fix {
+            let decided = if (is_pending && below_fix) || above_pending {
                 self.evaluation.pending_restart = true;
                 Some((Satisfied::No, Rule::PendingRestart))
             } else if let (Some(r), Some(f)) = (os.revision, fixed) {
@@ -432,6 +443,7 @@ impl<'a> Analysis<'a> {
                     .collect()
             };
             let mut unsatisfied: Vec<KbId> = Vec::new();
+            let mut unknown: Vec<KbId> = Vec::new();
             for (kb, entries) in &self.applicable {
                 let mine = of_software(entries);
                 if mine.is_empty() {
@@ -440,7 +452,7 @@ impl<'a> Analysis<'a> {
                 match satisfied(kb) {
                     Satisfied::No => unsatisfied.push(*kb),
                     Satisfied::Unknown => {
-                        self.evaluation.indeterminate.insert(software.clone());
+                        unknown.push(*kb);
                         if detail {
                             self.outcomes
                                 .insert((software.clone(), *kb), Outcome::Unknown);
@@ -454,7 +466,7 @@ impl<'a> Analysis<'a> {
                     }
                 }
             }
-            if unsatisfied.is_empty() {
+            if unsatisfied.is_empty() && unknown.is_empty() {
                 continue;
             }
             // What each unsatisfied KB would close, directly or through what it supersedes,
@@ -483,6 +495,18 @@ impl<'a> Analysis<'a> {
                         .iter()
                         .any(|k| open_of.contains_key(k))
             };
+            // The machine is indeterminate for the software only where an unknown KB could
+            // change the answer: one that no unsatisfied KB supersedes (a reported newer update
+            // would cover it) and that closes an open CVE.
+            if unknown
+                .iter()
+                .any(|kb| !superseded.contains(kb) && closes_open(*kb))
+            {
+                self.evaluation.indeterminate.insert(software.clone());
+            }
+            if unsatisfied.is_empty() {
+                continue;
+            }
             let has_open: HashSet<KbId> = unsatisfied
                 .iter()
                 .copied()

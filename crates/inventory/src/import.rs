@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::identity::{fingerprint_id, host_id};
 use crate::mde::{self, MdeDevice};
 use crate::osquery::{self, OsqueryHost, Program};
+use crate::programs;
 use crate::qfe::{self, Qfe};
 use crate::snapshot::{platform_software, InstalledSoftware, KbSource, Snapshot};
 use crate::systeminfo::{self, SystemInfo};
@@ -855,8 +856,30 @@ fn osquery_machine(
             Some(version),
         );
     }
+    // Microsoft's MSI products by their line (their ARP version is no patch level), with the
+    // updates listed for them: a list of those updates is complete for that product when
+    // the programs table lists at least one (an empty one is more often a failed collection).
     for p in &h.programs {
-        if let Some((sw, version)) = program_software(p) {
+        if let Some((sw, _, kb)) = programs::product_update(&p.name) {
+            let entry = match software.iter_mut().position(|s| s.id.as_ref() == Some(&sw)) {
+                Some(i) => &mut software[i],
+                None => {
+                    software.push(InstalledSoftware::with_id(sw, None));
+                    software.last_mut().expect("just pushed")
+                }
+            };
+            let kb = format!("KB{kb}");
+            if !entry.updates.contains(&kb) {
+                entry.updates.push(kb);
+            }
+            entry.updates_complete = true;
+        } else if let Some((sw, line)) = programs::msi_product(&p.name) {
+            match software.iter_mut().find(|s| s.id.as_ref() == Some(&sw)) {
+                Some(s) if s.version.is_none() => s.version = Some(line),
+                Some(_) => {}
+                None => software.push(InstalledSoftware::with_id(sw, Some(line))),
+            }
+        } else if let Some((sw, version)) = program_software(p) {
             add_software(&mut software, sw, version);
         }
     }

@@ -5,6 +5,7 @@ pub mod identity;
 pub mod import;
 pub mod mde;
 pub mod osquery;
+pub mod programs;
 pub mod qfe;
 pub mod snapshot;
 pub mod systeminfo;

@@ -257,6 +257,18 @@ pub(crate) fn platform_software(platform: &str) -> Option<SoftwareId> {
     os_software(platform)
 }
 
+/// Whether the platform is named by an OS software id (`microsoft-_-windows_10`) rather
+/// than by one of MDE's `osPlatform` names, and that id is not one of the names' ids: such an
+/// id is checked against the catalog at ingestion, so a typo is refused, not evaluated as an
+/// OS without updates.
+pub fn platform_is_free_software_id(platform: &str) -> bool {
+    let p = platform.trim().to_ascii_lowercase();
+    p.contains("-_-")
+        && !PLATFORMS
+            .iter()
+            .any(|(_, product)| SoftwareId::microsoft(product).as_str() == p)
+}
+
 fn os_software(platform: &str) -> Option<SoftwareId> {
     let p = platform.trim().to_ascii_lowercase();
     if p.contains("-_-") {
@@ -439,6 +451,45 @@ mod tests {
         "installedKbsComplete": true,
         "pendingRestartKbs": ["KB5034122"]
     }"#;
+
+    #[test]
+    fn update_lists_have_a_scope() {
+        let with = |extra: &str| {
+            let json = format!(
+                r#"{{"id":"pc-1","lastSeen":"2024-01-30T10:00:00Z","osPlatform":"Windows10","osBuild":"10.0.19045.3570","osArchitecture":"x64","installedKbs":["KB5031356"],"installedKbsComplete":true{extra}}}"#
+            );
+            parse_snapshot(json.as_bytes()).and_then(|s| s.facts())
+        };
+        // Win32_QuickFixEngineering sources see what Windows servicing installs, no more.
+        let qfe = with(r#","installedKbsSources":["systeminfo","wmicQfe"]"#).unwrap();
+        assert_eq!(qfe.kb_list, KbListScope::WindowsServicing);
+        let agent = with(r#","installedKbsSources":["wmicQfe","other"]"#).unwrap();
+        assert_eq!(agent.kb_list, KbListScope::Everything);
+        // A product's own update list, complete or not.
+        let office = with(
+            r#","software":[{"id":"microsoft-_-office","version":"16.0.5413.1000","updates":["KB5002730"],"updatesComplete":true},{"id":"microsoft-_-sql_server","version":"15.0.2101.7","updates":["5021125"]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            office
+                .installed_kbs
+                .iter()
+                .map(|k| k.number())
+                .collect::<Vec<_>>(),
+            vec![5002730, 5021125, 5031356]
+        );
+        assert_eq!(
+            office
+                .complete_update_lists
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+            vec!["microsoft-_-office"]
+        );
+        let bad =
+            with(r#","software":[{"id":"microsoft-_-office","updates":["KBx"]}]"#).unwrap_err();
+        assert_eq!(bad.path, "software[0].updates[0]");
+    }
 
     #[test]
     fn a_valid_snapshot_gives_exact_facts() {

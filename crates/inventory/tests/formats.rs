@@ -133,6 +133,73 @@ fn osqueryi_files_of_one_host() {
     assert!(e.message.contains("system_info"), "{e}");
 }
 
+#[test]
+fn osquery_programs_carry_msi_products_and_their_updates() {
+    let os = r#"[{"arch":"64-bit","build":"19045","codename":"Microsoft Windows 10 Pro","major":"10","minor":"0","name":"Microsoft Windows 10 Pro","patch":"","platform":"windows","platform_like":"windows","version":"10.0.19045"}]"#;
+    let sys = r#"[{"hostname":"OFFICE-7","uuid":"4C4C4544-0043","cpu_brand":"Intel","computer_name":"OFFICE-7"}]"#;
+    let patches = r#"[{"caption":"","csname":"OFFICE-7","description":"Security Update","fix_comments":"","hotfix_id":"KB5034122","install_date":"","installed_by":"","installed_on":"1/9/2024"}]"#;
+    // Office's ARP version stays at its release build (16.0.4266.1001) however patched it is.
+    let programs = r#"[
+  {"name":"Microsoft Office Professional Plus 2016","version":"16.0.4266.1001","publisher":"Microsoft Corporation","install_location":"C:\\Program Files\\Microsoft Office\\"},
+  {"name":"Security Update for Microsoft Word 2016 (KB5002879) 64-Bit Edition","version":"","publisher":"Microsoft","install_location":""},
+  {"name":"Security Update for Microsoft Office 2016 (KB5002878) 64-Bit Edition","version":"","publisher":"Microsoft","install_location":""},
+  {"name":"Microsoft SQL Server 2019 (64-bit)","version":"","publisher":"Microsoft Corporation","install_location":""},
+  {"name":"7-Zip 23.01 (x64)","version":"23.01","publisher":"Igor Pavlov","install_location":""}
+]"#;
+    let i = run(
+        &[
+            file("os.json", os),
+            file("sys.json", sys),
+            file("patches.json", patches),
+            file("programs.json", programs),
+        ],
+        &opts(),
+    )
+    .unwrap();
+    let s = &i.snapshots[0];
+    let by_id = |id: &str| {
+        s.software
+            .iter()
+            .find(|x| x.id.as_ref().map(|i| i.as_str()) == Some(id))
+            .unwrap_or_else(|| panic!("{id}: {:?}", s.software))
+    };
+    let office = by_id("microsoft-_-office");
+    assert_eq!(office.version.as_deref(), Some("2016"));
+    assert_eq!(office.updates, vec!["KB5002879", "KB5002878"]);
+    assert!(office.updates_complete);
+    let sql = by_id("microsoft-_-sql_server");
+    assert_eq!(
+        (
+            sql.version.as_deref(),
+            sql.updates.len(),
+            sql.updates_complete
+        ),
+        (Some("2019"), 0, false)
+    );
+    assert_eq!(
+        by_id("igor_pavlov-_-7-zip_23.01_(x64)").version.as_deref(),
+        Some("23.01")
+    );
+    // The facts: Windows' list is complete for Windows servicing, Office's own list for
+    // Office, and SQL Server's is not known.
+    let f = s.facts().unwrap();
+    assert_eq!(f.kb_list, kbgap_domain::KbListScope::WindowsServicing);
+    assert_eq!(
+        f.complete_update_lists
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+        vec!["microsoft-_-office"]
+    );
+    assert_eq!(
+        f.installed_kbs
+            .iter()
+            .map(|k| k.number())
+            .collect::<Vec<_>>(),
+        vec![5002878, 5002879, 5034122]
+    );
+}
+
 const MDE: &str = concat!(
     r#"{"DeviceId":"00044f68765bbaf712342dbe6db733b6a9c59ab4","RbacGroupName":"Servers","DeviceName":"sql01.contoso.com","OSPlatform":"WindowsServer2019","SoftwareVendor":"microsoft","SoftwareName":"windows_server_2019","SoftwareVersion":"10.0.17763.5329","NumberOfWeaknesses":0,"DiskPaths":[],"RegistryPaths":[],"SoftwareFirstSeenTimestamp":"2023-12-30 11:07:15","EndOfSupportStatus":"None","EndOfSupportDate":null}"#,
     "\n",

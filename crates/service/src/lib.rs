@@ -286,12 +286,55 @@ fn record(
     snapshot: &Snapshot,
     json: String,
 ) -> Result<MachineRecord> {
+    let facts = snapshot.facts()?;
     Ok(MachineRecord {
         id,
         last_seen: snapshot.last_seen.unix_timestamp(),
         snapshot: json,
-        evaluation: catalog.evaluate(&snapshot.facts()?),
+        evaluation: catalog.evaluate(&facts),
     })
+}
+
+/// An OS named by a software id the catalog does not know (`microsoft-_-windows_sever_2019`)
+/// is refused, naming the closest ids it knows: evaluated, it would be silently "nothing
+/// missing". Nothing is checked before a catalog is imported.
+fn check_os(catalog: &Catalog, snapshot: &Snapshot) -> std::result::Result<(), String> {
+    let known = catalog.os_software();
+    if known.is_empty()
+        || !kbgap_inventory::snapshot::platform_is_free_software_id(&snapshot.os_platform)
+    {
+        return Ok(());
+    }
+    let given = snapshot.os_platform.trim().to_ascii_lowercase();
+    if known.iter().any(|k| k.as_str() == given) {
+        return Ok(());
+    }
+    let mut closest: Vec<(usize, &str)> = known
+        .iter()
+        .map(|k| (edit_distance(&given, k.as_str()), k.as_str()))
+        .collect();
+    closest.sort();
+    let names: Vec<&str> = closest.iter().take(3).map(|(_, k)| *k).collect();
+    Err(format!(
+        "the catalog has no operating system '{given}'; the closest it knows: {}",
+        names.join(", ")
+    ))
+}
+
+/// Levenshtein distance over bytes (software ids are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Evaluates and stores snapshots of one tenant, atomically. Each snapshot's `id` must be set.
@@ -326,6 +369,14 @@ pub fn ingest(
                 }
                 .into());
             }
+            check_os(&compiled.catalog, s).map_err(|message| SnapshotError {
+                path: if snapshots.len() == 1 {
+                    "osPlatform".into()
+                } else {
+                    format!("[{i}].osPlatform")
+                },
+                message,
+            })?;
             let json = serde_json::to_string(s).map_err(|e| SnapshotError {
                 path: ".".into(),
                 message: e.to_string(),

@@ -13,6 +13,8 @@ use kbgap_domain::{
 
 #[path = "conformance/products.rs"]
 mod products;
+#[path = "conformance/windows.rs"]
+mod windows;
 
 const ARCHIVE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -68,8 +68,8 @@ pub enum CatalogCommand {
         json: bool,
     },
     /// List the repairs the compiled catalog makes to Microsoft's data (FixedBuild on the
-    /// wrong branch, sibling product omitted, chain link missing): kind, KB, product and
-    /// evidence.
+    /// wrong branch, sibling product omitted, chain link missing, FixedBuilds swapped between
+    /// two products, a foreign product's FixedBuild): kind, KB, product and evidence.
     Repairs {
         /// Only repairs of this kind (e.g. wrongBranchFixedBuild, sibling-omitted; case and
         /// separators are ignored).
