@@ -225,7 +225,7 @@ pub struct Catalog {
     os_software: BTreeSet<SoftwareId>,
     /// (component, OS, build, architecture) for which some component product is named on
     /// exactly that OS version.
-    component_hosts: HashSet<(SoftwareId, SoftwareId, u32, Arch)>,
+    component_hosts: HashMap<SoftwareId, HashMap<SoftwareId, HashSet<(u32, Arch)>>>,
     as_of: Option<Date>,
     documents: usize,
 }
@@ -485,21 +485,23 @@ impl Catalog {
             .filter_map(|e| e.class.host.as_ref())
             .map(|h| h.software.clone())
             .collect();
-        let component_hosts = entries
-            .iter()
-            .filter(|e| !e.wrong_branch)
-            .filter_map(|e| {
-                let h = e.class.host.as_ref()?;
-                (h.software != e.class.software).then(|| {
-                    (
-                        e.class.software.clone(),
-                        h.software.clone(),
-                        h.build,
-                        h.arch,
-                    )
-                })
-            })
-            .collect();
+        let mut component_hosts: HashMap<SoftwareId, HashMap<SoftwareId, HashSet<(u32, Arch)>>> =
+            HashMap::new();
+        for e in entries.iter().filter(|e| !e.wrong_branch) {
+            if let Some(h) = e
+                .class
+                .host
+                .as_ref()
+                .filter(|h| h.software != e.class.software)
+            {
+                component_hosts
+                    .entry(e.class.software.clone())
+                    .or_default()
+                    .entry(h.software.clone())
+                    .or_default()
+                    .insert((h.build, h.arch));
+            }
+        }
         let component_links = servicing::missing_component_links(
             &entries,
             |kb| kbs.get(&kb).map(|k| k.release_date).unwrap_or(Date::MIN),
@@ -781,7 +783,9 @@ impl Catalog {
         arch: Arch,
     ) -> bool {
         self.component_hosts
-            .contains(&(component.clone(), os.clone(), build, arch))
+            .get(component)
+            .and_then(|by_os| by_os.get(os))
+            .is_some_and(|hosts| hosts.contains(&(build, arch)))
     }
 
     /// The servicing paths of products named without a Windows host.

@@ -234,15 +234,16 @@ impl<'a> Analysis<'a> {
                 a.located.insert(software, located);
             }
         }
-        let evaluation_software = a.evaluation.software.clone();
-        for software in &evaluation_software {
+        let (software_set, located_of, applicable) =
+            (&a.evaluation.software, &a.located, &mut a.applicable);
+        for software in software_set {
             let version = machine.software.get(software).and_then(|v| v.as_deref());
-            let located = a.located.get(software).copied();
+            let located = located_of.get(software).copied();
             let exact_host =
                 catalog.names_component_host(software, &os.software, os.build, os.arch);
             for e in catalog.candidate_entries(software, branch, os.arch) {
                 if is_applicable(e, os, branch, version, located, exact_host) {
-                    a.applicable.entry(e.kb).or_default().push(e);
+                    applicable.entry(e.kb).or_default().push(e);
                 }
             }
         }
