@@ -372,7 +372,14 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Princ
             }
         }
     }
-    // Not a token validated before: the costly path, guarded per client address.
+    // Not a token validated before. Failed authentications are limited per client address,
+    // but the limit must never refuse a valid token: behind a NAT, anyone's bad tokens would
+    // lock every new client out. So the token is validated first; that is cheap until the
+    // signature (shape, algorithm, issuer, tenant and key are checked before it), and one RSA
+    // verification is what a well-formed token with a known issuer and key costs whoever
+    // sends it. What the limit holds back is the rest: a limited address gets 429 for any
+    // failure, and triggers no key fetch for an unknown `kid` (the costly part, a network
+    // round trip).
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -380,16 +387,22 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Princ
     let address = client_address(peer, &parts.headers, &state.config.trusted_proxies);
     let key = RateKey::from_parts(["authfail", &address]);
     let quota = &state.config.rate_limits.auth_failures;
-    match security.limiter.peek(&key, quota).await {
-        Ok(Decision::Limited(l)) => return Err(too_many_failures(&l)),
-        Ok(Decision::Allowed { .. }) => {}
-        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; not limiting"),
-    }
+    let limited = match security.limiter.peek(&key, quota).await {
+        Ok(Decision::Limited(l)) => Some(l),
+        Ok(Decision::Allowed { .. }) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; not limiting");
+            None
+        }
+    };
     let result = match token {
         Err(e) => Err(e),
         Ok(t) => {
             let mut r = state.validator.validate(t, now);
-            if r == Err(AuthError::UnknownKey) && !security.remote_keys.is_empty() {
+            if r == Err(AuthError::UnknownKey)
+                && limited.is_none()
+                && !security.remote_keys.is_empty()
+            {
                 // Maybe the provider rotated its keys: one refresh of the providers this
                 // token could belong to (or wait for the one running, or nothing within the
                 // cooldown), bounded by their fetch timeout, then one more try.
@@ -406,9 +419,10 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Princ
             })
         }
     };
-    match result {
-        Ok(p) => Ok(p),
-        Err(e) => {
+    match (result, limited) {
+        (Ok(p), _) => Ok(p),
+        (Err(_), Some(l)) => Err(too_many_failures(&l)),
+        (Err(e), None) => {
             // The limiter only ever sees the address, never the token.
             if let Err(err) = security.limiter.record(&key, quota).await {
                 tracing::warn!(error = %err, "rate limiter unavailable; failure not counted");

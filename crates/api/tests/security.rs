@@ -1029,9 +1029,11 @@ fn rate_limit_hour_window_and_mde_defaults() {
 }
 
 #[test]
-fn failed_authentications_are_limited_per_address_before_any_signature_check() {
+fn failed_authentications_are_limited_per_address_but_valid_tokens_are_not() {
     let mut opts = Options::default();
     opts.config.rate_limits.auth_failures = Quota::per_minute(3);
+    // No cooldown: only the limit can stop an unknown kid from fetching keys.
+    opts.cooldown = Duration::ZERO;
     let s = start(opts);
     let tid = "5ec00000-0000-0000-0000-0000000000d4";
     let known = s.token(tid);
@@ -1054,15 +1056,28 @@ fn failed_authentications_are_limited_per_address_before_any_signature_check() {
         "Too many requests with invalid credentials from this address. Maximum allowed 3 per \
          00:01:00. You can send requests again in 30 seconds."
     );
-    // No token at all counts as well; a valid token not seen before waits too (its signature
-    // would have to be checked), while a token already validated is still served.
+    // No token at all counts as well, and so does a token naming a key nobody holds (a
+    // limited address triggers no key fetch); a valid token not seen before is served (its
+    // signature is checked: the limit never refuses a valid token), and so is one already
+    // validated.
     let r = client().get(s.url(MISSING_W10)).send().expect("get");
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let hits = s.idp_hits();
+    let unknown_kid = forge(
+        &json!({"alg": "RS256", "kid": "never-published"}),
+        &s.claims(tid),
+        &keys().foreign,
+    );
+    assert_eq!(
+        s.get(MISSING_W10, &unknown_kid).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(s.idp_hits(), hits);
     let mut fresh = s.claims(tid);
     fresh["jti"] = json!("fresh");
     assert_eq!(
         s.get(MISSING_W10, &s.token_with(&fresh)).status(),
-        StatusCode::TOO_MANY_REQUESTS
+        StatusCode::NOT_FOUND
     );
     let r = client()
         .delete(s.url("/api/inventory/machines/x"))
@@ -1074,6 +1089,64 @@ fn failed_authentications_are_limited_per_address_before_any_signature_check() {
     assert_eq!(
         s.get(MISSING_W10, &s.token_with(&fresh)).status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn a_valid_token_is_not_locked_out_by_someone_elses_bad_tokens() {
+    // Behind one NAT address: someone sends 60 bad tokens, the default limit.
+    let mut opts = Options::default();
+    opts.config.rate_limits.auth_failures = Quota::per_minute(60);
+    let s = start(opts);
+    let tid = "5ec00000-0000-0000-0000-0000000000d5";
+    s.ingest(tid, &[snapshot("m1", "10.0.19045.3570")]);
+    let mut bad = s.claims(tid);
+    bad["aud"] = json!("nope");
+    let bad = s.token_with(&bad);
+    for i in 0..60 {
+        assert_eq!(
+            s.get(MISSING_W10, &bad).status(),
+            StatusCode::UNAUTHORIZED,
+            "bad token {}",
+            i + 1
+        );
+    }
+    assert_eq!(
+        s.get(MISSING_W10, &bad).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same address, with tokens this server has never seen: served.
+    for jti in ["new-client-1", "new-client-2"] {
+        let mut fresh = s.claims(tid);
+        fresh["jti"] = json!(jti);
+        let r = s.get(MISSING_W10, &s.token_with(&fresh));
+        assert_eq!(r.status(), StatusCode::OK, "{jti}");
+        assert_eq!(body(r)["value"][0]["machineMissedOn"], 1);
+    }
+    // What is not a valid token stays limited: cheap failures, bad signatures, expired ones.
+    let r = s.get(MISSING_W10, "a.b.c");
+    assert_eq!(r.headers()["retry-after"], "30");
+    assert_eq!(
+        assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+        "Too many requests with invalid credentials from this address. Maximum allowed 60 per \
+         00:01:00. You can send requests again in 30 seconds."
+    );
+    let r = client().get(s.url(MISSING_W10)).send().expect("get");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let foreign = forge(
+        &json!({"alg": "RS256", "kid": keys().main.kid()}),
+        &s.claims(tid),
+        &keys().foreign,
+    );
+    assert_eq!(
+        s.get(MISSING_W10, &foreign).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut expired = s.claims(tid);
+    expired["exp"] = json!(now() - 3600);
+    assert_eq!(
+        s.get(MISSING_W10, &s.token_with(&expired)).status(),
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
 
