@@ -133,6 +133,12 @@ pub async fn normalize_path(mut req: Request, next: Next) -> Response {
             Canonical::EmptyId => {
                 return ApiError::InvalidInput("The software id is empty.".into()).into_response()
             }
+            Canonical::MalformedEscape => {
+                return ApiError::InvalidInput(
+                    "The software id has a malformed percent-escape.".into(),
+                )
+                .into_response()
+            }
         }
     }
     next.run(req).await
@@ -142,6 +148,27 @@ pub async fn normalize_path(mut req: Request, next: Next) -> Response {
 enum Canonical {
     Path(String),
     EmptyId,
+    /// A `%` not followed by two hex digits: the router's decoder would keep it literally
+    /// and the id would be looked up as something the client never meant.
+    MalformedEscape,
+}
+
+/// Whether every `%` in a raw path segment starts a `%XX` escape (RFC 3986 §2.1).
+fn escapes_well_formed(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// Actions on `/api/Software/{id}/…`, in their canonical spelling.
@@ -169,6 +196,8 @@ fn canonical_path(path: &str) -> Option<Canonical> {
                 .find(|a| action.eq_ignore_ascii_case(a))?;
             if id.is_empty() {
                 Some(Canonical::EmptyId)
+            } else if !escapes_well_formed(id) {
+                Some(Canonical::MalformedEscape)
             } else {
                 Some(Canonical::Path(format!("/api/Software/{id}/{action}")))
             }
@@ -216,6 +245,19 @@ mod tests {
             Some(Canonical::Path("/api/Software/a%20b/getmissingkbs".into()))
         );
         assert_eq!(p("/api/Software//getmissingkbs"), Some(Canonical::EmptyId));
+        for bad in ["abc%zz", "abc%", "abc%4", "%g1", "a%2"] {
+            assert_eq!(
+                p(&format!("/api/Software/{bad}/getmissingkbs")),
+                Some(Canonical::MalformedEscape),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            p("/api/Software/a%2Fb%ff%5F/getmissingkbs"),
+            Some(Canonical::Path(
+                "/api/Software/a%2Fb%ff%5F/getmissingkbs".into()
+            ))
+        );
         assert_eq!(
             p("/Api/Inventory/Machines/m1"),
             Some(Canonical::Path("/api/inventory/machines/m1".into()))
