@@ -12,9 +12,19 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, Enveloped, REQUEST_ID};
 
-/// Filled by the authentication extractor so the request log line can name the tenant.
+/// Filled as soon as the request's token is authenticated, before any rate limit or
+/// permission check can refuse it, so the request log line names the tenant and client app
+/// of every authenticated request, whatever its outcome.
 #[derive(Clone, Default)]
-pub struct TenantSlot(pub Arc<Mutex<Option<kbgap_domain::TenantId>>>);
+pub struct CallerSlot(pub Arc<Mutex<Option<Arc<kbgap_auth::Principal>>>>);
+
+impl CallerSlot {
+    pub fn set(&self, principal: &Arc<kbgap_auth::Principal>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(principal.clone());
+        }
+    }
+}
 
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -29,8 +39,8 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .iter()
         .find_map(|h| req.headers().get(*h).and_then(sane_request_id))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let tenant = TenantSlot::default();
-    req.extensions_mut().insert(tenant.clone());
+    let caller = CallerSlot::default();
+    req.extensions_mut().insert(caller.clone());
     let method = req.method().clone();
     let started = Instant::now();
     let mut resp = REQUEST_ID
@@ -47,13 +57,18 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "-".into());
-    let tenant = tenant.0.lock().ok().and_then(|t| t.clone());
-    let tenant = tenant.as_ref().map_or("", |t| t.as_str());
+    let caller = caller.0.lock().ok().and_then(|c| c.clone());
+    let tenant = caller.as_ref().map_or("", |c| c.tenant.as_str());
+    let app = caller
+        .as_ref()
+        .and_then(|c| c.app_id.as_deref())
+        .unwrap_or("");
     tracing::info!(
         request_id = %id,
         method = %method,
         route = %route,
         tenant = %tenant,
+        app = %app,
         status = resp.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"

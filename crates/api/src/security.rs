@@ -19,6 +19,7 @@ use kbgap_auth::{
 use kbgap_ratelimit::{Decision, InProcessLimiter, Limited, Limiter, Quota, RateKey};
 
 use crate::error::ApiError;
+use crate::middleware::CallerSlot;
 use crate::AppState;
 
 /// Rate-limit numbers (api-contract.md §4).
@@ -341,6 +342,10 @@ impl ConnectionToken {
 /// Authenticates the request's bearer token, then applies the caller's rate limit.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<Principal>, ApiError> {
     let principal = authenticate_token(parts, state).await?;
+    // Recorded before the rate limit, so a 429 is logged with the caller it refused.
+    if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+        slot.set(&principal);
+    }
     limit_caller(parts, state, &principal).await?;
     Ok(principal)
 }

@@ -1659,6 +1659,69 @@ async fn panics_become_the_500_envelope_without_internals() {
     );
 }
 
+/// The request log line of request `id`.
+fn log_line(id: &str) -> String {
+    let needle = format!("request_id={id} ");
+    logged()
+        .lines()
+        .find(|l| l.contains(&needle) && l.contains(" request "))
+        .unwrap_or_else(|| panic!("request {id} was not logged"))
+        .to_string()
+}
+
+#[test]
+fn every_authenticated_request_is_logged_with_its_tenant_and_app_whatever_its_outcome() {
+    let mut opts = Options::default();
+    opts.config.rate_limits.routes = vec![(
+        GETMISSINGKBS_ROUTE.to_string(),
+        Quota::per_minute_and_hour(1, 1000).expect("quota"),
+    )];
+    let s = start(opts);
+    let tid = "5ec00000-0000-0000-0000-0000000000b1";
+    let token = s.token(tid);
+    let send = |id: &str, token: &str| {
+        client()
+            .get(s.url(MISSING_W10))
+            .bearer_auth(token)
+            .header("request-id", id)
+            .send()
+            .expect("get")
+            .status()
+    };
+    // Served (404: no machine), then refused by the rate limit, then forbidden.
+    assert_eq!(send("log-caller-1", &token), StatusCode::NOT_FOUND);
+    assert_eq!(send("log-caller-2", &token), StatusCode::TOO_MANY_REQUESTS);
+    let mut no_role = s.claims(tid);
+    no_role["roles"] = json!(["Machine.Read.All"]);
+    no_role["appid"] = json!("22222222-2222-3333-4444-555555555555");
+    assert_eq!(
+        send("log-caller-3", &s.token_with(&no_role)),
+        StatusCode::FORBIDDEN
+    );
+    for (id, app, status) in [
+        ("log-caller-1", APP, 404),
+        ("log-caller-2", APP, 429),
+        ("log-caller-3", "22222222-2222-3333-4444-555555555555", 403),
+    ] {
+        let line = log_line(id);
+        assert!(
+            line.contains(&format!(
+                "route=/api/Software/{{id}}/getmissingkbs tenant={tid} app={app} status={status} "
+            )),
+            "{line}"
+        );
+    }
+    // A request that did not authenticate names nobody.
+    let mut bad = s.claims(tid);
+    bad["aud"] = json!("nope");
+    assert_eq!(
+        send("log-caller-4", &s.token_with(&bad)),
+        StatusCode::UNAUTHORIZED
+    );
+    let line = log_line("log-caller-4");
+    assert!(line.contains(" tenant= app= status=401 "), "{line}");
+}
+
 #[test]
 fn tokens_never_appear_in_the_logs() {
     let s = attack_server();
