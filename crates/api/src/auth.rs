@@ -1,6 +1,6 @@
 //! The authenticated caller as an extractor: validates the bearer token with the one
-//! validator (production and development tokens alike), applies the caller's rate limit
-//! ([`crate::security`]) and records the tenant for the log.
+//! validator (production and development tokens alike), records the caller for the log and
+//! applies the caller's rate limit ([`crate::security`]).
 
 use std::sync::Arc;
 
@@ -9,7 +9,6 @@ use axum::http::request::Parts;
 use kbgap_auth::{Permission, Principal};
 
 use crate::error::ApiError;
-use crate::middleware::TenantSlot;
 use crate::AppState;
 
 /// A caller whose token validated. Handlers check permissions with [`Caller::require`].
@@ -28,11 +27,6 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = crate::security::authenticate(parts, state).await?;
-        if let Some(slot) = parts.extensions.get::<TenantSlot>() {
-            if let Ok(mut t) = slot.0.lock() {
-                *t = Some(principal.tenant.clone());
-            }
-        }
         Ok(Caller(principal))
     }
 }

@@ -12,9 +12,19 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, Enveloped, REQUEST_ID};
 
-/// Filled by the authentication extractor so the request log line can name the tenant.
+/// Filled as soon as the request's token is authenticated, before any rate limit or
+/// permission check can refuse it, so the request log line names the tenant and client app
+/// of every authenticated request, whatever its outcome.
 #[derive(Clone, Default)]
-pub struct TenantSlot(pub Arc<Mutex<Option<kbgap_domain::TenantId>>>);
+pub struct CallerSlot(pub Arc<Mutex<Option<Arc<kbgap_auth::Principal>>>>);
+
+impl CallerSlot {
+    pub fn set(&self, principal: &Arc<kbgap_auth::Principal>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(principal.clone());
+        }
+    }
+}
 
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -29,8 +39,8 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .iter()
         .find_map(|h| req.headers().get(*h).and_then(sane_request_id))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let tenant = TenantSlot::default();
-    req.extensions_mut().insert(tenant.clone());
+    let caller = CallerSlot::default();
+    req.extensions_mut().insert(caller.clone());
     let method = req.method().clone();
     let started = Instant::now();
     let mut resp = REQUEST_ID
@@ -47,13 +57,18 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "-".into());
-    let tenant = tenant.0.lock().ok().and_then(|t| t.clone());
-    let tenant = tenant.as_ref().map_or("", |t| t.as_str());
+    let caller = caller.0.lock().ok().and_then(|c| c.clone());
+    let tenant = caller.as_ref().map_or("", |c| c.tenant.as_str());
+    let app = caller
+        .as_ref()
+        .and_then(|c| c.app_id.as_deref())
+        .unwrap_or("");
     tracing::info!(
         request_id = %id,
         method = %method,
         route = %route,
         tenant = %tenant,
+        app = %app,
         status = resp.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
@@ -133,6 +148,12 @@ pub async fn normalize_path(mut req: Request, next: Next) -> Response {
             Canonical::EmptyId => {
                 return ApiError::InvalidInput("The software id is empty.".into()).into_response()
             }
+            Canonical::MalformedEscape => {
+                return ApiError::InvalidInput(
+                    "The software id has a malformed percent-escape.".into(),
+                )
+                .into_response()
+            }
         }
     }
     next.run(req).await
@@ -142,6 +163,27 @@ pub async fn normalize_path(mut req: Request, next: Next) -> Response {
 enum Canonical {
     Path(String),
     EmptyId,
+    /// A `%` not followed by two hex digits: the router's decoder would keep it literally
+    /// and the id would be looked up as something the client never meant.
+    MalformedEscape,
+}
+
+/// Whether every `%` in a raw path segment starts a `%XX` escape (RFC 3986 §2.1).
+fn escapes_well_formed(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// Actions on `/api/Software/{id}/…`, in their canonical spelling.
@@ -169,6 +211,8 @@ fn canonical_path(path: &str) -> Option<Canonical> {
                 .find(|a| action.eq_ignore_ascii_case(a))?;
             if id.is_empty() {
                 Some(Canonical::EmptyId)
+            } else if !escapes_well_formed(id) {
+                Some(Canonical::MalformedEscape)
             } else {
                 Some(Canonical::Path(format!("/api/Software/{id}/{action}")))
             }
@@ -216,6 +260,19 @@ mod tests {
             Some(Canonical::Path("/api/Software/a%20b/getmissingkbs".into()))
         );
         assert_eq!(p("/api/Software//getmissingkbs"), Some(Canonical::EmptyId));
+        for bad in ["abc%zz", "abc%", "abc%4", "%g1", "a%2"] {
+            assert_eq!(
+                p(&format!("/api/Software/{bad}/getmissingkbs")),
+                Some(Canonical::MalformedEscape),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            p("/api/Software/a%2Fb%ff%5F/getmissingkbs"),
+            Some(Canonical::Path(
+                "/api/Software/a%2Fb%ff%5F/getmissingkbs".into()
+            ))
+        );
         assert_eq!(
             p("/Api/Inventory/Machines/m1"),
             Some(Canonical::Path("/api/inventory/machines/m1".into()))

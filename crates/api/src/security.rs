@@ -13,11 +13,13 @@ use axum::extract::{ConnectInfo, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use kbgap_auth::{
-    bearer_token, AuthError, Principal, RefreshOutcome, RemoteJwks, TokenCache, MAX_TOKEN_BYTES,
+    bearer_token, AuthError, Principal, RefreshOutcome, RemoteJwks, TokenCache, Validator,
+    MAX_TOKEN_BYTES,
 };
 use kbgap_ratelimit::{Decision, InProcessLimiter, Limited, Limiter, Quota, RateKey};
 
 use crate::error::ApiError;
+use crate::middleware::CallerSlot;
 use crate::AppState;
 
 /// Rate-limit numbers (api-contract.md §4).
@@ -60,13 +62,16 @@ impl RateLimits {
 
 /// The authentication and limiting machinery the handlers share.
 pub struct Security {
-    pub token_cache: TokenCache,
+    /// Shared with the key refreshes, which forget every remembered token when keys change,
+    /// even when no request waits for them any more.
+    pub token_cache: Arc<TokenCache>,
     pub limiter: Arc<dyn Limiter>,
     /// Key sources fetched from identity providers, refreshed on unknown `kid`s and expiry.
     pub remote_keys: Vec<Arc<RemoteJwks>>,
-    /// One refresh at a time: requests that meet an unknown key while a fetch is running wait
-    /// for it instead of starting their own.
-    refresh_lock: tokio::sync::Mutex<()>,
+    /// One refresh at a time per source (same order as `remote_keys`): requests that meet an
+    /// unknown key while that source's fetch is running wait for it instead of starting
+    /// their own, and a hanging provider holds up no other provider's refresh.
+    refresh_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Security {
@@ -96,45 +101,119 @@ impl Security {
         remote_keys: Vec<Arc<RemoteJwks>>,
     ) -> Self {
         Security {
-            token_cache,
+            token_cache: Arc::new(token_cache),
             limiter,
+            refresh_locks: remote_keys
+                .iter()
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
             remote_keys,
-            refresh_lock: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Refreshes every remote key source whose cooldown allows it (each source fetches at most
-    /// once per cooldown, however many requests ask). Forgets cached tokens when keys changed,
-    /// so a key withdrawn by the provider stops working at once.
+    /// once per cooldown, however many requests ask) and waits for them all. Forgets cached
+    /// tokens when keys changed, so a key withdrawn by the provider stops working at once.
     pub async fn refresh_keys(&self, only_if_due: bool) {
-        if self.remote_keys.is_empty() {
-            return;
+        let all: Vec<usize> = (0..self.remote_keys.len()).collect();
+        let tasks = self.spawn_refreshes(&all, only_if_due);
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "signing key refresh task failed");
+            }
         }
-        let _one_at_a_time = self.refresh_lock.lock().await;
-        for source in &self.remote_keys {
+    }
+
+    /// Refreshes the remote key sources that could verify `token` (those of the trusted
+    /// issuers its `iss` and `tid` could belong to), concurrently, and waits for them at most
+    /// as long as their fetch timeout. A refresh still running then finishes in the
+    /// background; its keys serve the next request.
+    pub async fn refresh_keys_for(&self, validator: &Validator, token: &str) {
+        let candidates = validator.issuers_for(token);
+        let indices: Vec<usize> = self
+            .remote_keys
+            .iter()
+            .enumerate()
+            .filter(|(_, remote)| {
+                candidates
+                    .iter()
+                    .any(|c| std::ptr::addr_eq(Arc::as_ptr(&c.keys), Arc::as_ptr(remote)))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let Some(wait) = indices
+            .iter()
+            .map(|&i| self.remote_keys[i].config().timeout)
+            .max()
+        else {
+            return;
+        };
+        let tasks = self.spawn_refreshes(&indices, false);
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(wait, all).await.is_err() {
+            tracing::warn!(
+                wait_ms = wait.as_millis() as u64,
+                "signing key refresh is taking longer than its timeout; answering without it"
+            );
+        }
+    }
+
+    /// Starts one task per source in `indices`; each owns what it needs, so it completes (and
+    /// clears the token cache if the keys changed) even if nobody awaits it.
+    fn spawn_refreshes(
+        &self,
+        indices: &[usize],
+        only_if_due: bool,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (Some(source), Some(lock)) = (self.remote_keys.get(i), self.refresh_locks.get(i))
+            else {
+                continue;
+            };
             if only_if_due && !source.refresh_due(Instant::now()) {
                 continue;
             }
-            let s = source.clone();
-            let outcome = tokio::task::spawn_blocking(move || s.refresh(Instant::now())).await;
-            match outcome {
-                Ok(RefreshOutcome::Updated { changed, keys }) => {
-                    if changed {
-                        self.token_cache.clear();
-                        tracing::info!(
-                            url = source.config().location.url(),
-                            keys,
-                            "signing keys updated"
-                        );
+            let (source, lock, cache) = (source.clone(), lock.clone(), self.token_cache.clone());
+            tasks.push(tokio::spawn(async move {
+                let _one_at_a_time = lock.lock().await;
+                let s = source.clone();
+                let outcome = tokio::task::spawn_blocking(move || s.refresh(Instant::now())).await;
+                match outcome {
+                    Ok(RefreshOutcome::Updated { changed, keys }) => {
+                        if changed {
+                            cache.clear();
+                            tracing::info!(
+                                url = source.config().location.url(),
+                                keys,
+                                "signing keys updated"
+                            );
+                        }
                     }
+                    Ok(RefreshOutcome::CoolingDown) => {}
+                    Ok(RefreshOutcome::Failed(e)) => tracing::warn!(
+                        error = %e,
+                        "signing key refresh failed; the keys held keep serving"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "signing key refresh task failed"),
                 }
-                Ok(RefreshOutcome::CoolingDown) => {}
-                Ok(RefreshOutcome::Failed(e)) => {
-                    tracing::warn!(error = %e, "signing key refresh failed; the keys held keep serving")
-                }
-                Err(e) => tracing::error!(error = %e, "signing key refresh task failed"),
-            }
+            }));
         }
+        tasks
+    }
+
+    /// The key locations of the remote sources holding no key at all (never fetched
+    /// successfully): every token of their issuers is refused until they are.
+    pub fn sources_without_keys(&self) -> Vec<&str> {
+        self.remote_keys
+            .iter()
+            .filter(|s| s.key_count() == 0)
+            .map(|s| s.config().location.url())
+            .collect()
     }
 }
 
@@ -263,6 +342,10 @@ impl ConnectionToken {
 /// Authenticates the request's bearer token, then applies the caller's rate limit.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<Principal>, ApiError> {
     let principal = authenticate_token(parts, state).await?;
+    // Recorded before the rate limit, so a 429 is logged with the caller it refused.
+    if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+        slot.set(&principal);
+    }
     limit_caller(parts, state, &principal).await?;
     Ok(principal)
 }
@@ -294,7 +377,14 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Princ
             }
         }
     }
-    // Not a token validated before: the costly path, guarded per client address.
+    // Not a token validated before. Failed authentications are limited per client address,
+    // but the limit must never refuse a valid token: behind a NAT, anyone's bad tokens would
+    // lock every new client out. So the token is validated first; that is cheap until the
+    // signature (shape, algorithm, issuer, tenant and key are checked before it), and one RSA
+    // verification is what a well-formed token with a known issuer and key costs whoever
+    // sends it. What the limit holds back is the rest: a limited address gets 429 for any
+    // failure, and triggers no key fetch for an unknown `kid` (the costly part, a network
+    // round trip).
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -302,19 +392,26 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Princ
     let address = client_address(peer, &parts.headers, &state.config.trusted_proxies);
     let key = RateKey::from_parts(["authfail", &address]);
     let quota = &state.config.rate_limits.auth_failures;
-    match security.limiter.peek(&key, quota).await {
-        Ok(Decision::Limited(l)) => return Err(too_many_failures(&l)),
-        Ok(Decision::Allowed { .. }) => {}
-        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; not limiting"),
-    }
+    let limited = match security.limiter.peek(&key, quota).await {
+        Ok(Decision::Limited(l)) => Some(l),
+        Ok(Decision::Allowed { .. }) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; not limiting");
+            None
+        }
+    };
     let result = match token {
         Err(e) => Err(e),
         Ok(t) => {
             let mut r = state.validator.validate(t, now);
-            if r == Err(AuthError::UnknownKey) && !security.remote_keys.is_empty() {
-                // Maybe the provider rotated its keys: one refresh (or wait for the one
-                // running, or nothing within the cooldown), then one more try.
-                security.refresh_keys(false).await;
+            if r == Err(AuthError::UnknownKey)
+                && limited.is_none()
+                && !security.remote_keys.is_empty()
+            {
+                // Maybe the provider rotated its keys: one refresh of the providers this
+                // token could belong to (or wait for the one running, or nothing within the
+                // cooldown), bounded by their fetch timeout, then one more try.
+                security.refresh_keys_for(&state.validator, t).await;
                 r = state.validator.validate(t, now);
             }
             r.map(|p| {
@@ -327,9 +424,10 @@ async fn authenticate_token(parts: &Parts, state: &AppState) -> Result<Arc<Princ
             })
         }
     };
-    match result {
-        Ok(p) => Ok(p),
-        Err(e) => {
+    match (result, limited) {
+        (Ok(p), _) => Ok(p),
+        (Err(_), Some(l)) => Err(too_many_failures(&l)),
+        (Err(e), None) => {
             // The limiter only ever sees the address, never the token.
             if let Err(err) = security.limiter.record(&key, quota).await {
                 tracing::warn!(error = %err, "rate limiter unavailable; failure not counted");

@@ -320,6 +320,37 @@ fn known_software_with_nothing_missing_is_an_empty_list_and_unknown_is_404() {
 }
 
 #[test]
+fn malformed_percent_escapes_in_a_software_id_are_invalid_input() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000e5";
+    let token = s.token(tid, &["Software.Read.All", "Machine.ReadWrite.All"]);
+    for path in [
+        "/api/Software/abc%zz/getmissingkbs",
+        "/api/Software/abc%/getmissingkbs",
+        "/api/Software/abc%4/getmissingkbs",
+        "/api/v1.0/software/%g1abc/GetMissingKbs",
+        "/api/Software/abc%zz/indeterminatemachines",
+    ] {
+        let msg = assert_error(s.get(path, &token), StatusCode::BAD_REQUEST, "InvalidInput");
+        assert_eq!(
+            msg, "The software id has a malformed percent-escape.",
+            "{path}"
+        );
+    }
+    // Well-formed escapes are decoded as before: `%5F` is `_`, `%25` a literal `%`.
+    let r = s.get("/api/Software/contoso-_-no%5Fsuch/getmissingkbs", &token);
+    assert_eq!(
+        assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "Software contoso-_-no_such was not found"
+    );
+    let r = s.get("/api/Software/abc%25zz/getmissingkbs", &token);
+    assert_eq!(
+        assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "Software abc%zz was not found"
+    );
+}
+
+#[test]
 fn every_error_uses_the_envelope() {
     let s = server();
     let tid = "a0000000-0000-0000-0000-00000000000d";

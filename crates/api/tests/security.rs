@@ -14,8 +14,8 @@ use kbgap_api::ratelimit::{InProcessLimiter, ManualClock, Quota};
 use kbgap_api::{ApiConfig, Application, RateLimits, Security, Services};
 use kbgap_auth::testing::MockProvider;
 use kbgap_auth::{
-    DevIssuer, JwksLocation, RemoteJwks, RemoteJwksConfig, TokenCache, TrustedIssuer, Validator,
-    ValidatorConfig,
+    DevIssuer, JwksLocation, KeySource, RemoteJwks, RemoteJwksConfig, TenantScope, TokenCache,
+    TrustedIssuer, Validator, ValidatorConfig,
 };
 use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_service::{CatalogHolder, Retention};
@@ -172,8 +172,8 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn start(opts: Options) -> Server {
-    logs();
+/// A store with the 2024-Jan catalog imported.
+fn store_with_catalog() -> (tempfile::TempDir, Arc<SqliteStore>, Arc<CatalogHolder>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
     kbgap_service::import_catalog(
@@ -185,6 +185,43 @@ fn start(opts: Options) -> Server {
     )
     .expect("import");
     let catalog = Arc::new(CatalogHolder::load(store.as_ref()).expect("catalog"));
+    (dir, store, catalog)
+}
+
+/// Runs the real server on its own runtime; returns its address.
+fn launch(
+    config: ApiConfig,
+    store: Arc<SqliteStore>,
+    catalog: Arc<CatalogHolder>,
+    validator: Validator,
+    security: Arc<Security>,
+) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let app = Application::bind(
+                config,
+                Services {
+                    store: store as Arc<dyn Store>,
+                    catalog,
+                    validator: Arc::new(validator),
+                    dev_issuer: None,
+                    security,
+                },
+            )
+            .await
+            .expect("bind");
+            tx.send(app.local_addr()).expect("send addr");
+            app.run(std::future::pending()).await.expect("run");
+        });
+    });
+    rx.recv().expect("server address")
+}
+
+fn start(opts: Options) -> Server {
+    logs();
+    let (dir, store, catalog) = store_with_catalog();
     let idp = MockProvider::start(&keys().main.jwks());
     let issuer_template = format!("{}/{{tid}}/v2.0", idp.issuer());
     let remote = Arc::new(
@@ -200,10 +237,7 @@ fn start(opts: Options) -> Server {
     ));
     let validator = Validator::with_trusted_issuers(
         ValidatorConfig::default(),
-        vec![TrustedIssuer {
-            issuer_templates: vec![issuer_template.clone()],
-            keys: remote.clone(),
-        }],
+        vec![trusted(vec![issuer_template.clone()], remote.clone())],
     )
     .expect("validator");
     let clock = Arc::new(ManualClock::at(opts.clock_start));
@@ -212,29 +246,7 @@ fn start(opts: Options) -> Server {
         TokenCache::default(),
         vec![remote],
     ));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let served_security = security.clone();
-    let config = opts.config;
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            let app = Application::bind(
-                config,
-                Services {
-                    store: store as Arc<dyn Store>,
-                    catalog,
-                    validator: Arc::new(validator),
-                    dev_issuer: None,
-                    security: served_security,
-                },
-            )
-            .await
-            .expect("bind");
-            tx.send(app.local_addr()).expect("send addr");
-            app.run(std::future::pending()).await.expect("run");
-        });
-    });
-    let addr = rx.recv().expect("server address");
+    let addr = launch(opts.config, store, catalog, validator, security.clone());
     Server {
         base: format!("http://{addr}"),
         addr,
@@ -244,6 +256,141 @@ fn start(opts: Options) -> Server {
         security,
         _dir: dir,
     }
+}
+
+/// A trusted issuer whose tenants are taken from its issuers.
+fn trusted(templates: Vec<String>, keys: Arc<dyn KeySource>) -> TrustedIssuer {
+    TrustedIssuer::new(templates, keys)
+}
+
+/// One identity provider of a [`MultiServer`]: the keys it publishes, the issuers it is
+/// trusted for, and the tenants it may vouch for.
+struct ProviderSpec {
+    jwks: Value,
+    issuers: Vec<String>,
+    tenants: Option<TenantScope>,
+    /// Answers 503 from the start, so no key is loaded at start-up.
+    down_at_start: bool,
+}
+
+impl ProviderSpec {
+    fn new(key: &KeyPair, issuers: &[&str]) -> ProviderSpec {
+        ProviderSpec {
+            jwks: key.jwks(),
+            issuers: issuers.iter().map(|i| i.to_string()).collect(),
+            tenants: None,
+            down_at_start: false,
+        }
+    }
+}
+
+/// A server trusting several providers, each with its own mock provider and keys.
+struct MultiServer {
+    base: String,
+    idps: Vec<MockProvider>,
+    security: Arc<Security>,
+    _dir: tempfile::TempDir,
+}
+
+/// Cooldown and fetch timeout of a [`MultiServer`]'s key sources.
+const MULTI_COOLDOWN: Duration = Duration::from_millis(200);
+const MULTI_FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn start_providers(specs: Vec<ProviderSpec>) -> MultiServer {
+    logs();
+    let (dir, store, catalog) = store_with_catalog();
+    let mut idps = Vec::new();
+    let mut issuers = Vec::new();
+    let mut remotes = Vec::new();
+    for spec in specs {
+        let idp = MockProvider::start(&spec.jwks);
+        idp.set_down(spec.down_at_start);
+        let remote = Arc::new(
+            RemoteJwks::new(RemoteJwksConfig {
+                refresh_cooldown: MULTI_COOLDOWN,
+                timeout: MULTI_FETCH_TIMEOUT,
+                ..RemoteJwksConfig::new(JwksLocation::Discovery(idp.discovery_url()))
+            })
+            .expect("remote jwks"),
+        );
+        let outcome = remote.refresh(Instant::now());
+        assert_eq!(
+            matches!(outcome, kbgap_auth::RefreshOutcome::Updated { keys: 1, .. }),
+            !spec.down_at_start,
+            "{outcome:?}"
+        );
+        let mut issuer = trusted(spec.issuers, remote.clone());
+        if let Some(t) = spec.tenants {
+            issuer = issuer.with_tenants(t);
+        }
+        issuers.push(issuer);
+        remotes.push(remote);
+        idps.push(idp);
+    }
+    let validator =
+        Validator::with_trusted_issuers(ValidatorConfig::default(), issuers).expect("validator");
+    let security = Arc::new(Security::new(
+        Arc::new(InProcessLimiter::default()),
+        TokenCache::default(),
+        remotes,
+    ));
+    let opts = Options::default();
+    let addr = launch(opts.config, store, catalog, validator, security.clone());
+    MultiServer {
+        base: format!("http://{addr}"),
+        idps,
+        security,
+        _dir: dir,
+    }
+}
+
+impl MultiServer {
+    fn get(&self, path: &str, token: &str) -> Response {
+        client()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .expect("request")
+    }
+
+    fn ingest(&self, token: &str, machines: &[Value]) {
+        let r = client()
+            .post(format!("{}/api/inventory/machines", self.base))
+            .bearer_auth(token)
+            .json(&machines)
+            .send()
+            .expect("ingest");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{}",
+            r.text().unwrap_or_default()
+        );
+    }
+}
+
+/// Claims of an application token with `iss` and `tid` as given.
+fn claims_for(iss: &str, tid: &str) -> Value {
+    let t = now();
+    json!({
+        "aud": MDE_AUD,
+        "iss": iss,
+        "iat": t - 60,
+        "nbf": t - 60,
+        "exp": t + 3600,
+        "tid": tid,
+        "appid": APP,
+        "roles": ["Software.Read.All", "Machine.ReadWrite.All"],
+    })
+}
+
+/// Signs `claims` with `key`, naming `key`'s kid.
+fn signed_by(key: &KeyPair, claims: &Value) -> String {
+    forge(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": key.kid()}),
+        claims,
+        key,
+    )
 }
 
 fn client() -> Client {
@@ -882,9 +1029,11 @@ fn rate_limit_hour_window_and_mde_defaults() {
 }
 
 #[test]
-fn failed_authentications_are_limited_per_address_before_any_signature_check() {
+fn failed_authentications_are_limited_per_address_but_valid_tokens_are_not() {
     let mut opts = Options::default();
     opts.config.rate_limits.auth_failures = Quota::per_minute(3);
+    // No cooldown: only the limit can stop an unknown kid from fetching keys.
+    opts.cooldown = Duration::ZERO;
     let s = start(opts);
     let tid = "5ec00000-0000-0000-0000-0000000000d4";
     let known = s.token(tid);
@@ -907,15 +1056,28 @@ fn failed_authentications_are_limited_per_address_before_any_signature_check() {
         "Too many requests with invalid credentials from this address. Maximum allowed 3 per \
          00:01:00. You can send requests again in 30 seconds."
     );
-    // No token at all counts as well; a valid token not seen before waits too (its signature
-    // would have to be checked), while a token already validated is still served.
+    // No token at all counts as well, and so does a token naming a key nobody holds (a
+    // limited address triggers no key fetch); a valid token not seen before is served (its
+    // signature is checked: the limit never refuses a valid token), and so is one already
+    // validated.
     let r = client().get(s.url(MISSING_W10)).send().expect("get");
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let hits = s.idp_hits();
+    let unknown_kid = forge(
+        &json!({"alg": "RS256", "kid": "never-published"}),
+        &s.claims(tid),
+        &keys().foreign,
+    );
+    assert_eq!(
+        s.get(MISSING_W10, &unknown_kid).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(s.idp_hits(), hits);
     let mut fresh = s.claims(tid);
     fresh["jti"] = json!("fresh");
     assert_eq!(
         s.get(MISSING_W10, &s.token_with(&fresh)).status(),
-        StatusCode::TOO_MANY_REQUESTS
+        StatusCode::NOT_FOUND
     );
     let r = client()
         .delete(s.url("/api/inventory/machines/x"))
@@ -927,6 +1089,64 @@ fn failed_authentications_are_limited_per_address_before_any_signature_check() {
     assert_eq!(
         s.get(MISSING_W10, &s.token_with(&fresh)).status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn a_valid_token_is_not_locked_out_by_someone_elses_bad_tokens() {
+    // Behind one NAT address: someone sends 60 bad tokens, the default limit.
+    let mut opts = Options::default();
+    opts.config.rate_limits.auth_failures = Quota::per_minute(60);
+    let s = start(opts);
+    let tid = "5ec00000-0000-0000-0000-0000000000d5";
+    s.ingest(tid, &[snapshot("m1", "10.0.19045.3570")]);
+    let mut bad = s.claims(tid);
+    bad["aud"] = json!("nope");
+    let bad = s.token_with(&bad);
+    for i in 0..60 {
+        assert_eq!(
+            s.get(MISSING_W10, &bad).status(),
+            StatusCode::UNAUTHORIZED,
+            "bad token {}",
+            i + 1
+        );
+    }
+    assert_eq!(
+        s.get(MISSING_W10, &bad).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same address, with tokens this server has never seen: served.
+    for jti in ["new-client-1", "new-client-2"] {
+        let mut fresh = s.claims(tid);
+        fresh["jti"] = json!(jti);
+        let r = s.get(MISSING_W10, &s.token_with(&fresh));
+        assert_eq!(r.status(), StatusCode::OK, "{jti}");
+        assert_eq!(body(r)["value"][0]["machineMissedOn"], 1);
+    }
+    // What is not a valid token stays limited: cheap failures, bad signatures, expired ones.
+    let r = s.get(MISSING_W10, "a.b.c");
+    assert_eq!(r.headers()["retry-after"], "30");
+    assert_eq!(
+        assert_error(r, StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+        "Too many requests with invalid credentials from this address. Maximum allowed 60 per \
+         00:01:00. You can send requests again in 30 seconds."
+    );
+    let r = client().get(s.url(MISSING_W10)).send().expect("get");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let foreign = forge(
+        &json!({"alg": "RS256", "kid": keys().main.kid()}),
+        &s.claims(tid),
+        &keys().foreign,
+    );
+    assert_eq!(
+        s.get(MISSING_W10, &foreign).status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut expired = s.claims(tid);
+    expired["exp"] = json!(now() - 3600);
+    assert_eq!(
+        s.get(MISSING_W10, &s.token_with(&expired)).status(),
+        StatusCode::TOO_MANY_REQUESTS
     );
 }
 
@@ -1049,6 +1269,189 @@ fn ingestion_writes_only_into_the_tokens_tenant() {
         body(s.get(MISSING_W10, &s.token(a)))["value"][0]["machineMissedOn"],
         1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenant binding across providers: each provider vouches only for its own tenants.
+
+const T_BIND_A: &str = "b1d00000-0000-4000-8000-00000000000a";
+const T_BIND_B: &str = "b1d00000-0000-4000-8000-00000000000b";
+
+fn idp_issuer(tid: &str) -> String {
+    format!("https://idp.test/{tid}/v2.0")
+}
+
+#[test]
+fn a_tenant_providers_key_cannot_read_another_tenants_counts() {
+    // `--issuer https://idp/A/v2.0 --issuer https://idp/B/v2.0`: two per-tenant providers,
+    // two keys, each concrete issuer naming its tenant.
+    let s = start_providers(vec![
+        ProviderSpec::new(&keys().main, &[&idp_issuer(T_BIND_A)]),
+        ProviderSpec::new(&keys().rotated, &[&idp_issuer(T_BIND_B)]),
+    ]);
+    let genuine_a = signed_by(&keys().main, &claims_for(&idp_issuer(T_BIND_A), T_BIND_A));
+    let genuine_b = signed_by(
+        &keys().rotated,
+        &claims_for(&idp_issuer(T_BIND_B), T_BIND_B),
+    );
+    s.ingest(
+        &genuine_a,
+        &[
+            snapshot("a-1", "10.0.19045.3570"),
+            snapshot("a-2", "10.0.19045.3570"),
+            snapshot("a-3", "10.0.19045.3570"),
+        ],
+    );
+    s.ingest(&genuine_b, &[snapshot("b-1", "10.0.19045.3570")]);
+    assert_eq!(
+        body(s.get(MISSING_W10, &genuine_a))["value"][0]["machineMissedOn"],
+        3
+    );
+    assert_eq!(
+        body(s.get(MISSING_W10, &genuine_b))["value"][0]["machineMissedOn"],
+        1
+    );
+    // The attack: tenant A's key and issuer, tenant B's tid.
+    let forged = signed_by(&keys().main, &claims_for(&idp_issuer(T_BIND_A), T_BIND_B));
+    let r = s.get(MISSING_W10, &forged);
+    assert_refused(
+        r,
+        "The access token issuer may not vouch for the token's tenant.",
+    );
+    // Nor can it be written with: B still has its one machine.
+    let r = client()
+        .post(format!("{}/api/inventory/machines", s.base))
+        .bearer_auth(&forged)
+        .json(&json!([snapshot("planted", "10.0.19045.3570")]))
+        .send()
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body(s.get(MISSING_W10, &genuine_b))["value"][0]["machineMissedOn"],
+        1
+    );
+}
+
+#[test]
+fn providers_sharing_a_tid_template_each_verify_their_own_tenants_tokens() {
+    let template = "https://idp.test/{tid}/v2.0";
+    let mut a = ProviderSpec::new(&keys().main, &[template]);
+    a.tenants = Some(TenantScope::Only(vec![kbgap_domain::TenantId::parse(
+        T_BIND_A,
+    )
+    .expect("tid")]));
+    let mut b = ProviderSpec::new(&keys().rotated, &[template]);
+    b.tenants = Some(TenantScope::Only(vec![kbgap_domain::TenantId::parse(
+        T_BIND_B,
+    )
+    .expect("tid")]));
+    let s = start_providers(vec![a, b]);
+    let genuine_b = signed_by(
+        &keys().rotated,
+        &claims_for(&idp_issuer(T_BIND_B), T_BIND_B),
+    );
+    s.ingest(&genuine_b, &[snapshot("b-1", "10.0.19045.3570")]);
+    let r = s.get(MISSING_W10, &genuine_b);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body(r)["value"][0]["machineMissedOn"], 1);
+    let genuine_a = signed_by(&keys().main, &claims_for(&idp_issuer(T_BIND_A), T_BIND_A));
+    assert_error(
+        s.get(MISSING_W10, &genuine_a),
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+    );
+    // A's key with B's issuer and tid: B's provider does not hold A's key.
+    let forged = signed_by(&keys().main, &claims_for(&idp_issuer(T_BIND_B), T_BIND_B));
+    assert_refused(
+        s.get(MISSING_W10, &forged),
+        "The access token was signed with an unknown key.",
+    );
+}
+
+#[test]
+fn an_unknown_kid_fetches_only_its_issuers_provider_and_waits_at_most_the_fetch_timeout() {
+    assert_eq!(
+        RemoteJwksConfig::new(JwksLocation::Jwks("https://x.test/keys".into())).timeout,
+        Duration::from_secs(3)
+    );
+    let s = start_providers(vec![
+        ProviderSpec::new(&keys().main, &[&idp_issuer(T_BIND_A)]),
+        ProviderSpec::new(&keys().rotated, &[&idp_issuer(T_BIND_B)]),
+    ]);
+    let (idp_a, idp_b) = (&s.idps[0], &s.idps[1]);
+    idp_a.set_hanging(true);
+    std::thread::sleep(MULTI_COOLDOWN + Duration::from_millis(50));
+    let unknown_kid = |tid: &str| {
+        forge(
+            &json!({"alg": "RS256", "kid": "not-published"}),
+            &claims_for(&idp_issuer(tid), tid),
+            &keys().foreign,
+        )
+    };
+    let (a_before, b_before) = (idp_a.jwks_hits(), idp_b.jwks_hits());
+    // B's token: only B's provider is asked, which answers at once.
+    let started = Instant::now();
+    assert_refused(
+        s.get(MISSING_W10, &unknown_kid(T_BIND_B)),
+        "The access token was signed with an unknown key.",
+    );
+    let took = started.elapsed();
+    assert!(took < MULTI_FETCH_TIMEOUT, "{took:?}");
+    assert_eq!(idp_b.jwks_hits() - b_before, 1);
+    assert_eq!(idp_a.jwks_hits() - a_before, 0);
+    // A's token: A's provider hangs; the request waits its fetch timeout, not longer.
+    let started = Instant::now();
+    assert_refused(
+        s.get(MISSING_W10, &unknown_kid(T_BIND_A)),
+        "The access token was signed with an unknown key.",
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= MULTI_FETCH_TIMEOUT && took < MULTI_FETCH_TIMEOUT + Duration::from_millis(800),
+        "{took:?}"
+    );
+    assert_eq!(idp_a.jwks_hits() - a_before, 1);
+    assert_eq!(idp_b.jwks_hits() - b_before, 1);
+    idp_a.set_hanging(false);
+}
+
+#[test]
+fn readiness_says_when_a_provider_has_no_signing_keys() {
+    let mut down = ProviderSpec::new(&keys().rotated, &[&idp_issuer(T_BIND_B)]);
+    down.down_at_start = true;
+    let s = start_providers(vec![
+        ProviderSpec::new(&keys().main, &[&idp_issuer(T_BIND_A)]),
+        down,
+    ]);
+    let discovery = s.idps[1].discovery_url();
+    let r = client()
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .expect("readyz");
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(
+        assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+        format!(
+            "No signing keys are loaded for identity provider {discovery}; tokens it issued \
+             are refused until its keys can be fetched."
+        )
+    );
+    assert_eq!(s.security.sources_without_keys(), vec![discovery.as_str()]);
+    // Once the provider answers, the background refresh loads its keys and the server is ready.
+    s.idps[1].set_down(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        let r = client()
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .expect("readyz");
+        if r.status() == StatusCode::OK || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(body(ready)["status"], "ready");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1254,6 +1657,69 @@ async fn panics_become_the_500_envelope_without_internals() {
         json!({"error": {"code": "InternalServerError",
                          "message": "An unexpected error occurred.", "target": "panic-1"}})
     );
+}
+
+/// The request log line of request `id`.
+fn log_line(id: &str) -> String {
+    let needle = format!("request_id={id} ");
+    logged()
+        .lines()
+        .find(|l| l.contains(&needle) && l.contains(" request "))
+        .unwrap_or_else(|| panic!("request {id} was not logged"))
+        .to_string()
+}
+
+#[test]
+fn every_authenticated_request_is_logged_with_its_tenant_and_app_whatever_its_outcome() {
+    let mut opts = Options::default();
+    opts.config.rate_limits.routes = vec![(
+        GETMISSINGKBS_ROUTE.to_string(),
+        Quota::per_minute_and_hour(1, 1000).expect("quota"),
+    )];
+    let s = start(opts);
+    let tid = "5ec00000-0000-0000-0000-0000000000b1";
+    let token = s.token(tid);
+    let send = |id: &str, token: &str| {
+        client()
+            .get(s.url(MISSING_W10))
+            .bearer_auth(token)
+            .header("request-id", id)
+            .send()
+            .expect("get")
+            .status()
+    };
+    // Served (404: no machine), then refused by the rate limit, then forbidden.
+    assert_eq!(send("log-caller-1", &token), StatusCode::NOT_FOUND);
+    assert_eq!(send("log-caller-2", &token), StatusCode::TOO_MANY_REQUESTS);
+    let mut no_role = s.claims(tid);
+    no_role["roles"] = json!(["Machine.Read.All"]);
+    no_role["appid"] = json!("22222222-2222-3333-4444-555555555555");
+    assert_eq!(
+        send("log-caller-3", &s.token_with(&no_role)),
+        StatusCode::FORBIDDEN
+    );
+    for (id, app, status) in [
+        ("log-caller-1", APP, 404),
+        ("log-caller-2", APP, 429),
+        ("log-caller-3", "22222222-2222-3333-4444-555555555555", 403),
+    ] {
+        let line = log_line(id);
+        assert!(
+            line.contains(&format!(
+                "route=/api/Software/{{id}}/getmissingkbs tenant={tid} app={app} status={status} "
+            )),
+            "{line}"
+        );
+    }
+    // A request that did not authenticate names nobody.
+    let mut bad = s.claims(tid);
+    bad["aud"] = json!("nope");
+    assert_eq!(
+        send("log-caller-4", &s.token_with(&bad)),
+        StatusCode::UNAUTHORIZED
+    );
+    let line = log_line("log-caller-4");
+    assert!(line.contains(" tenant= app= status=401 "), "{line}");
 }
 
 #[test]

@@ -67,6 +67,17 @@ pub enum ConfigError {
     EmptyAudience,
     #[error("the allowed-tenant list is empty, which would reject every token; leave it unset to allow all tenants")]
     EmptyTenantList,
+    /// With several providers, one whose issuer does not name its tenants would vouch for
+    /// every tenant, other providers' included.
+    #[error(
+        "the provider of issuer {0} could vouch for every tenant, while other providers are \
+         configured: list the tenants it may vouch for (`tenants = [...]` in its \
+         [[auth.providers]] entry) or, if it is a multi-tenant provider that guarantees `tid` \
+         itself (such as Azure AD), allow it explicitly with `any_tenant = true`"
+    )]
+    ProviderForEveryTenant(String),
+    #[error("the tenant list of the provider of issuer {0} is empty, which would reject every token it signs")]
+    EmptyProviderTenants(String),
 }
 
 impl ValidatorConfig {

@@ -26,6 +26,10 @@ pub enum AuthError {
     /// `iss` missing, or not one of the configured issuers for the token's own tenant.
     #[error("The access token issuer is not accepted.")]
     WrongIssuer,
+    /// The issuer is trusted, but not for the token's `tid`: its provider may only vouch for
+    /// other tenants.
+    #[error("The access token issuer may not vouch for the token's tenant.")]
+    IssuerNotForTenant,
     #[error("The access token audience is not accepted.")]
     WrongAudience,
     /// `tid` missing or not a usable tenant id.

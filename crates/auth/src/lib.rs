@@ -28,10 +28,13 @@ pub use keys::{JwksError, KeySource, StaticJwks, VerificationKey, MIN_RSA_BITS};
 pub use principal::{Forbidden, Permission, Principal, PrincipalKind};
 pub use remote::{
     check_url, JwksLocation, RefreshOutcome, RemoteJwks, RemoteJwksConfig, RemoteJwksError,
-    DEFAULT_MAX_AGE, DEFAULT_REFRESH_COOLDOWN, MAX_DOCUMENT_BYTES, MAX_MAX_AGE,
+    DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_AGE, DEFAULT_REFRESH_COOLDOWN, MAX_DOCUMENT_BYTES,
+    MAX_MAX_AGE,
 };
 pub use token_cache::{TokenCache, DEFAULT_TOKEN_CACHE_ENTRIES};
-pub use validator::{bearer_token, TrustedIssuer, Validator, MAX_TOKEN_BYTES};
+pub use validator::{
+    bearer_token, tenants_named_by, TenantScope, TrustedIssuer, Validator, MAX_TOKEN_BYTES,
+};
 
 /// Re-exported so callers can configure algorithms without depending on `jsonwebtoken`.
 pub use jsonwebtoken::Algorithm;

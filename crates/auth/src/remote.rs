@@ -21,6 +21,9 @@ pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Longest cache lifetime honoured, whatever the provider says: keys are re-read daily.
 pub const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How long one key fetch (discovery and JWKS together) may take by default. Short, because
+/// a request with an unknown `kid` waits for it.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Larger discovery or JWKS documents are refused (Azure AD's JWKS is about 10 KiB).
 pub const MAX_DOCUMENT_BYTES: u64 = 512 * 1024;
 
@@ -58,7 +61,7 @@ pub struct RemoteJwksConfig {
     pub refresh_cooldown: Duration,
     /// Cache lifetime without `Cache-Control: max-age`.
     pub default_max_age: Duration,
-    /// Timeout of one HTTP request (connect, send, receive).
+    /// Timeout of one fetch: discovery and JWKS requests together (connect, send, receive).
     pub timeout: Duration,
 }
 
@@ -68,7 +71,7 @@ impl RemoteJwksConfig {
             location,
             refresh_cooldown: DEFAULT_REFRESH_COOLDOWN,
             default_max_age: DEFAULT_MAX_AGE,
-            timeout: Duration::from_secs(5),
+            timeout: DEFAULT_FETCH_TIMEOUT,
         }
     }
 }
@@ -275,18 +278,31 @@ impl RemoteJwks {
         }
     }
 
-    fn get(&self, url: &str) -> Result<(String, Option<Duration>), RemoteJwksError> {
+    /// One GET that must be answered by `deadline`, which the discovery and JWKS requests of
+    /// a fetch share, so a provider that hangs holds a fetch for `timeout` in all.
+    fn get(
+        &self,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<(String, Option<Duration>), RemoteJwksError> {
         check_url(url)?;
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let http = |reason: String| RemoteJwksError::Http {
             url: url.to_string(),
             reason,
         };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(http("timed out".into()));
+        }
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut resp = self
             .agent
             .get(url)
             .header("Accept", "application/json")
+            .config()
+            .timeout_global(Some(remaining))
+            .build()
             .call()
             .map_err(|e| http(e.to_string()))?;
         if resp.status() != 200 {
@@ -306,7 +322,7 @@ impl RemoteJwks {
         Ok((body, age))
     }
 
-    fn jwks_uri(&self) -> Result<String, RemoteJwksError> {
+    fn jwks_uri(&self, deadline: Instant) -> Result<String, RemoteJwksError> {
         let discovery_url = match &self.config.location {
             JwksLocation::Jwks(u) => return Ok(u.clone()),
             JwksLocation::Discovery(u) => u,
@@ -314,7 +330,7 @@ impl RemoteJwks {
         if let Some(known) = self.meta().jwks_uri.clone() {
             return Ok(known);
         }
-        let (text, _) = self.get(discovery_url)?;
+        let (text, _) = self.get(discovery_url, deadline)?;
         let bad = |reason| RemoteJwksError::Discovery {
             url: discovery_url.clone(),
             reason,
@@ -331,8 +347,9 @@ impl RemoteJwks {
     }
 
     fn fetch(&self) -> Result<(Value, StaticJwks, Option<Duration>), RemoteJwksError> {
-        let uri = self.jwks_uri()?;
-        let (text, age) = self.get(&uri)?;
+        let deadline = Instant::now() + self.config.timeout;
+        let uri = self.jwks_uri(deadline)?;
+        let (text, age) = self.get(&uri, deadline)?;
         let bad = |source| RemoteJwksError::Jwks {
             url: uri.clone(),
             source,

@@ -14,6 +14,9 @@ struct State {
     jwks: String,
     cache_control: Option<String>,
     down: bool,
+    /// While set, requests are read, counted and never answered.
+    hanging: bool,
+    held: Vec<TcpStream>,
     discovery_hits: u64,
     jwks_hits: u64,
 }
@@ -38,6 +41,8 @@ impl MockProvider {
             jwks: jwks.to_string(),
             cache_control: None,
             down: false,
+            hanging: false,
+            held: Vec::new(),
             discovery_hits: 0,
             jwks_hits: 0,
         }));
@@ -95,6 +100,16 @@ impl MockProvider {
         self.state().down = down;
     }
 
+    /// While hanging, every request is read and never answered (the connection stays open
+    /// until the provider stops hanging or is dropped): a provider that accepts and stalls.
+    pub fn set_hanging(&self, hanging: bool) {
+        let mut s = self.state();
+        s.hanging = hanging;
+        if !hanging {
+            s.held.clear();
+        }
+    }
+
     /// Requests for the discovery document so far (answered or not).
     pub fn discovery_hits(&self) -> u64 {
         self.state().discovery_hits
@@ -133,7 +148,9 @@ fn serve(mut conn: TcpStream, addr: SocketAddr, state: &Mutex<State>) {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         let down = s.down;
         let answer = match path.as_str() {
-            "/.well-known/openid-configuration" => {
+            // Any issuer path: `{issuer}/.well-known/openid-configuration` for an issuer such
+            // as `http://127.0.0.1:PORT/tenant/v2.0`.
+            p if p.ends_with("/.well-known/openid-configuration") => {
                 s.discovery_hits += 1;
                 let doc = json!({
                     "issuer": format!("http://{addr}"),
@@ -148,6 +165,10 @@ fn serve(mut conn: TcpStream, addr: SocketAddr, state: &Mutex<State>) {
             }
             _ => (404, "{}".to_string(), None),
         };
+        if s.hanging {
+            s.held.push(conn);
+            return;
+        }
         if down {
             (503, "{}".to_string(), None)
         } else {

@@ -36,31 +36,185 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// Which tenants a provider's keys may vouch for. A token is accepted only if the issuer it
+/// names may vouch for its `tid`: without this, a provider that signs for one tenant (its own
+/// keys, its own concrete issuer) could sign a token naming another tenant's `tid` and read
+/// that tenant's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Taken from the issuers themselves: a `{tid}` template vouches for the tenant it names
+    /// once `{tid}` is replaced (so for every tenant, each under its own issuer); a concrete
+    /// issuer vouches for the tenants whose GUID is a segment of its URL path
+    /// (`https://login.microsoftonline.com/{GUID}/v2.0`). With other providers configured, a
+    /// provider that could thereby vouch for every tenant (a `{tid}` template, a concrete
+    /// issuer naming no GUID) is refused by [`Validator::with_trusted_issuers`]: say which
+    /// tenants it serves ([`TenantScope::Only`]) or allow it explicitly ([`TenantScope::Any`]).
+    FromIssuer,
+    /// Exactly these tenants (and, for a `{tid}` template, each under its own issuer).
+    Only(Vec<TenantId>),
+    /// Every tenant, stated explicitly: a multi-tenant provider such as Azure AD, which
+    /// itself guarantees that `tid` and `iss` agree.
+    Any,
+}
+
 /// Issuers whose tokens are verified with one key source. With several trusted issuers, a
-/// token is verified only with the keys of the issuer it names, so one provider's keys can
-/// never vouch for a token claiming another provider's issuer.
+/// token is verified only with the keys of the issuers it could belong to (its `iss`, and a
+/// `tid` they may vouch for), so one provider's keys can never vouch for a token claiming
+/// another provider's issuer or tenant.
 #[derive(Clone)]
 pub struct TrustedIssuer {
     /// Issuer templates (`{tid}` is the token's own tenant) this key source speaks for.
     pub issuer_templates: Vec<String>,
     pub keys: Arc<dyn KeySource>,
+    /// The tenants these keys may vouch for.
+    pub tenants: TenantScope,
 }
 
 impl fmt::Debug for TrustedIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustedIssuer")
             .field("issuer_templates", &self.issuer_templates)
+            .field("tenants", &self.tenants)
             .finish_non_exhaustive()
     }
 }
 
+/// The tenants one issuer template vouches for, resolved once at construction.
+#[derive(Debug, Clone)]
+enum Vouches {
+    Any,
+    Only(Vec<TenantId>),
+}
+
+/// A trusted issuer with the tenant scope of each of its templates resolved.
+#[derive(Clone)]
+struct Resolved {
+    issuer: TrustedIssuer,
+    vouches: Vec<Vouches>,
+}
+
+/// Whether `s` has the form of a GUID (8-4-4-4-12 hex digits), as Azure AD tenant ids do.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The tenants a concrete issuer names: the GUID segments of its URL path. Only GUIDs, because
+/// any other segment (`v2.0`, `realms`, a realm name) may or may not be a tenant id, and
+/// guessing wrong would let this provider vouch for a tenant it does not own.
+pub fn tenants_named_by(issuer: &str) -> Vec<TenantId> {
+    let after_scheme = issuer.split_once("://").map_or(issuer, |(_, rest)| rest);
+    let path = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .split_once('/')
+        .map_or("", |(_, path)| path);
+    let mut named: Vec<TenantId> = path
+        .split('/')
+        .filter(|segment| is_guid(segment))
+        .filter_map(|segment| TenantId::parse(segment).ok())
+        .collect();
+    named.dedup();
+    named
+}
+
 impl TrustedIssuer {
-    fn accepts(&self, iss: &str, raw_tid: &str) -> bool {
-        // Substitute the token's own tid, byte for byte, so an issuer of tenant A cannot
-        // vouch for a token claiming tenant B.
+    /// An issuer whose tenants are taken from its templates ([`TenantScope::FromIssuer`]).
+    pub fn new(issuer_templates: Vec<String>, keys: Arc<dyn KeySource>) -> Self {
+        TrustedIssuer {
+            issuer_templates,
+            keys,
+            tenants: TenantScope::FromIssuer,
+        }
+    }
+
+    /// The same issuer with its tenants stated.
+    pub fn with_tenants(mut self, tenants: TenantScope) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    /// Whether `template` matches `iss` for a token of tenant `raw_tid`. The token's own tid
+    /// is substituted byte for byte, so an issuer of tenant A cannot vouch for a token
+    /// claiming tenant B; a concrete issuer binds nothing here (its tenants are checked by
+    /// [`Resolved::vouches_for`]).
+    fn template_matches(template: &str, iss: &str, raw_tid: &str) -> bool {
+        template.replace("{tid}", raw_tid) == iss
+    }
+
+    /// Whether some template of this issuer matches `iss` for tenant `raw_tid`.
+    pub fn accepts(&self, iss: &str, raw_tid: &str) -> bool {
         self.issuer_templates
             .iter()
-            .any(|t| t.replace("{tid}", raw_tid) == iss)
+            .any(|t| Self::template_matches(t, iss, raw_tid))
+    }
+
+    /// Resolves each template's tenants; `alone` says whether this is the only provider.
+    fn resolve(self, alone: bool) -> Result<Resolved, ConfigError> {
+        if let TenantScope::Only(list) = &self.tenants {
+            if list.is_empty() {
+                return Err(ConfigError::EmptyProviderTenants(self.describe()));
+            }
+        }
+        let mut vouches = Vec::with_capacity(self.issuer_templates.len());
+        for template in &self.issuer_templates {
+            let v = match &self.tenants {
+                TenantScope::Any => Vouches::Any,
+                TenantScope::Only(list) => Vouches::Only(list.clone()),
+                TenantScope::FromIssuer => {
+                    let named = if template.contains("{tid}") {
+                        Vec::new()
+                    } else {
+                        tenants_named_by(template)
+                    };
+                    if !named.is_empty() {
+                        Vouches::Only(named)
+                    } else if alone {
+                        // Nobody else's tenants to protect: the only provider vouches for
+                        // every tenant kbgap serves.
+                        Vouches::Any
+                    } else {
+                        return Err(ConfigError::ProviderForEveryTenant(template.clone()));
+                    }
+                }
+            };
+            vouches.push(v);
+        }
+        Ok(Resolved {
+            issuer: self,
+            vouches,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.issuer_templates.join(", ")
+    }
+}
+
+impl Resolved {
+    /// Whether some template matches `iss` for `raw_tid`.
+    fn matches(&self, iss: &str, raw_tid: &str) -> bool {
+        self.issuer.accepts(iss, raw_tid)
+    }
+
+    /// Whether a template that matches `iss` may vouch for `tenant`.
+    fn vouches_for(&self, iss: &str, raw_tid: &str, tenant: &TenantId) -> bool {
+        self.issuer
+            .issuer_templates
+            .iter()
+            .zip(&self.vouches)
+            .any(|(t, v)| {
+                TrustedIssuer::template_matches(t, iss, raw_tid)
+                    && match v {
+                        Vouches::Any => true,
+                        Vouches::Only(list) => list.contains(tenant),
+                    }
+            })
     }
 }
 
@@ -68,7 +222,7 @@ impl TrustedIssuer {
 /// share behind `Arc`.
 pub struct Validator {
     config: ValidatorConfig,
-    issuers: Vec<TrustedIssuer>,
+    issuers: Vec<Resolved>,
 }
 
 impl fmt::Debug for Validator {
@@ -127,15 +281,15 @@ impl Validator {
     /// Every issuer template of `config` is verified with `keys`.
     pub fn new(config: ValidatorConfig, keys: Arc<dyn KeySource>) -> Result<Self, ConfigError> {
         let config = config.checked()?;
-        let issuers = vec![TrustedIssuer {
-            issuer_templates: config.issuer_templates.clone(),
-            keys,
-        }];
+        let issuers =
+            vec![TrustedIssuer::new(config.issuer_templates.clone(), keys).resolve(true)?];
         Ok(Validator { config, issuers })
     }
 
-    /// Several issuers, each with its own key source. `config.issuer_templates` is replaced
-    /// by the union of the issuers' templates.
+    /// Several issuers, each with its own key source and tenants. `config.issuer_templates`
+    /// is replaced by the union of the issuers' templates. Refuses, when there are several
+    /// issuers, one whose tenants are taken from its templates and could be every tenant
+    /// ([`ConfigError::ProviderForEveryTenant`]).
     pub fn with_trusted_issuers(
         mut config: ValidatorConfig,
         issuers: Vec<TrustedIssuer>,
@@ -148,12 +302,17 @@ impl Validator {
             .flat_map(|i| i.issuer_templates.iter().cloned())
             .collect();
         let config = config.checked()?;
+        let alone = issuers.len() == 1;
+        let issuers = issuers
+            .into_iter()
+            .map(|i| i.resolve(alone))
+            .collect::<Result<_, _>>()?;
         Ok(Validator { config, issuers })
     }
 
     /// The trusted issuers and their key sources.
-    pub fn trusted_issuers(&self) -> &[TrustedIssuer] {
-        &self.issuers
+    pub fn trusted_issuers(&self) -> Vec<&TrustedIssuer> {
+        self.issuers.iter().map(|r| &r.issuer).collect()
     }
 
     /// The policy in force (leeway already clamped).
@@ -161,10 +320,55 @@ impl Validator {
         &self.config
     }
 
+    /// The trusted issuers whose keys could verify `token`, judged by its unverified `iss` and
+    /// `tid` without any signature check: the only ones worth re-fetching keys for when the
+    /// token names an unknown key. Empty for a token that is malformed or that no issuer
+    /// may vouch for.
+    pub fn issuers_for(&self, token: &str) -> Vec<&TrustedIssuer> {
+        let mut parts = token.split('.');
+        let (Some(_), Some(payload_b64)) = (parts.next(), parts.next()) else {
+            return Vec::new();
+        };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Vec::new();
+        }
+        self.candidates(payload_b64)
+            .map(|c| c.into_iter().map(|r| &r.issuer).collect())
+            .unwrap_or_default()
+    }
+
+    /// The issuers that match the token's unverified `iss` and may vouch for its `tid`.
+    /// These claims only choose whose keys to verify with; they are checked again once the
+    /// signature holds.
+    fn candidates(&self, payload_b64: &str) -> Result<Vec<&Resolved>, AuthError> {
+        let peek: IssuerClaims = decode_json(payload_b64)?;
+        let raw_tid = peek.tid.as_deref().ok_or(AuthError::MissingTenant)?;
+        let tenant = TenantId::parse(raw_tid).map_err(|_| AuthError::MissingTenant)?;
+        let iss = peek.iss.as_deref().ok_or(AuthError::WrongIssuer)?;
+        let matching: Vec<&Resolved> = self
+            .issuers
+            .iter()
+            .filter(|r| r.matches(iss, raw_tid))
+            .collect();
+        if matching.is_empty() {
+            return Err(AuthError::WrongIssuer);
+        }
+        let vouching: Vec<&Resolved> = matching
+            .into_iter()
+            .filter(|r| r.vouches_for(iss, raw_tid, &tenant))
+            .collect();
+        if vouching.is_empty() {
+            return Err(AuthError::IssuerNotForTenant);
+        }
+        Ok(vouching)
+    }
+
     /// Validates `token` at time `now_unix` (seconds). Checks run in this order, so each
-    /// refusal names the first rule broken: size and shape, header `alg`, (with several
-    /// trusted issuers: the issuer whose keys to use, from the unverified `iss` and `tid`),
-    /// key, signature, `exp`/`nbf`, `tid`, `iss`, `aud`, tenant allow-list.
+    /// refusal names the first rule broken: size and shape, header `alg`, the issuers whose
+    /// keys to use (from the unverified `iss` and `tid`: one must match `iss` and may vouch
+    /// for `tid`), key, signature, `exp`/`nbf`, `tid`, `iss`, `aud`, tenant allow-list.
+    /// Everything before the signature is cheap, so a token refused there costs no RSA
+    /// operation.
     pub fn validate(&self, token: &str, now_unix: i64) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
@@ -193,37 +397,37 @@ impl Validator {
             return Err(AuthError::Malformed);
         }
 
-        let issuer = match self.issuers.as_slice() {
-            [only] => only,
-            several => {
-                // Unverified claims, used only to choose whose keys to verify with; they are
-                // checked again below once the signature holds.
-                let peek: IssuerClaims = decode_json(payload_b64)?;
-                let tid = peek.tid.as_deref().ok_or(AuthError::MissingTenant)?;
-                let iss = peek.iss.as_deref().ok_or(AuthError::WrongIssuer)?;
-                several
-                    .iter()
-                    .find(|i| i.accepts(iss, tid))
-                    .ok_or(AuthError::WrongIssuer)?
-            }
-        };
-        let key = issuer
-            .keys
-            .key(header.kid.as_deref())
-            .ok_or(AuthError::UnknownKey)?;
-        if key.alg().is_some_and(|bound| bound != alg) {
-            return Err(AuthError::AlgorithmNotAllowed);
-        }
+        let candidates = self.candidates(payload_b64)?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| AuthError::Malformed)?;
-        // The provider is named explicitly rather than taken from jsonwebtoken's process-wide
-        // default, which panics if another crate in the build enables a second backend.
-        let verifier = (DEFAULT_PROVIDER.verifier_factory)(&alg, &key.decoding)
-            .map_err(|_| AuthError::BadSignature)?;
-        verifier
-            .verify(signing_input.as_bytes(), &signature)
-            .map_err(|_| AuthError::BadSignature)?;
+        // Several providers may share an issuer template (one key set per tenant): try each
+        // whose issuer matches and that holds the named key, until one verifies. Each
+        // provider only ever sees tokens it may vouch for.
+        let mut failure = AuthError::UnknownKey;
+        let mut verified_by = None;
+        for candidate in candidates {
+            let Some(key) = candidate.issuer.keys.key(header.kid.as_deref()) else {
+                continue;
+            };
+            if key.alg().is_some_and(|bound| bound != alg) {
+                failure = AuthError::AlgorithmNotAllowed;
+                continue;
+            }
+            // The provider is named explicitly rather than taken from jsonwebtoken's
+            // process-wide default, which panics if another crate in the build enables a
+            // second backend.
+            let verifies = (DEFAULT_PROVIDER.verifier_factory)(&alg, &key.decoding)
+                .is_ok_and(|v| v.verify(signing_input.as_bytes(), &signature).is_ok());
+            if verifies {
+                verified_by = Some(candidate);
+                break;
+            }
+            failure = AuthError::BadSignature;
+        }
+        let Some(issuer) = verified_by else {
+            return Err(failure);
+        };
 
         // Only now is the payload trusted enough to look at.
         let claims: Claims = decode_json(payload_b64)?;
@@ -246,8 +450,13 @@ impl Validator {
         let raw_tid = claims.tid.as_deref().ok_or(AuthError::MissingTenant)?;
         let tenant = TenantId::parse(raw_tid).map_err(|_| AuthError::MissingTenant)?;
         let iss = claims.iss.as_deref().ok_or(AuthError::WrongIssuer)?;
-        if !issuer.accepts(iss, raw_tid) {
+        // The same claims chose the issuer before the signature; checked again now that they
+        // are signed, so no later change to that choice can skip the binding.
+        if !issuer.matches(iss, raw_tid) {
             return Err(AuthError::WrongIssuer);
+        }
+        if !issuer.vouches_for(iss, raw_tid, &tenant) {
+            return Err(AuthError::IssuerNotForTenant);
         }
         let aud_ok = claims
             .aud

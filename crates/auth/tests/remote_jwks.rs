@@ -12,7 +12,7 @@ use jsonwebtoken::Algorithm;
 use kbgap_auth::testing::MockProvider;
 use kbgap_auth::{
     AuthError, JwksLocation, KeySource, RefreshOutcome, RemoteJwks, RemoteJwksConfig,
-    RemoteJwksError, TokenCache, TrustedIssuer, Validator, ValidatorConfig,
+    RemoteJwksError, TenantScope, TokenCache, TrustedIssuer, Validator, ValidatorConfig,
 };
 use serde_json::{json, Value};
 
@@ -248,14 +248,12 @@ fn each_issuer_is_verified_only_with_its_own_keys() {
     let v = Validator::with_trusted_issuers(
         ValidatorConfig::default(),
         vec![
-            TrustedIssuer {
-                issuer_templates: vec![idp_a.issuer()],
-                keys: a,
-            },
-            TrustedIssuer {
-                issuer_templates: vec![idp_b.issuer(), "https://b.test/{tid}/".into()],
-                keys: b,
-            },
+            // A's issuer names no tenant, B's template every one: with two providers, each
+            // must say which tenants it vouches for.
+            TrustedIssuer::new(vec![idp_a.issuer()], a)
+                .with_tenants(TenantScope::Only(vec![tenant(TID_A)])),
+            TrustedIssuer::new(vec![idp_b.issuer(), "https://b.test/{tid}/".into()], b)
+                .with_tenants(TenantScope::Any),
         ],
     )
     .expect("validator");

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kbgap_api::ratelimit::Quota;
 use kbgap_api::{ApiConfig, RateLimits};
-use kbgap_auth::JwksLocation;
+use kbgap_auth::{JwksLocation, TenantScope};
+use kbgap_domain::TenantId;
 use kbgap_service::Retention;
 use serde::Deserialize;
 
@@ -75,6 +76,9 @@ pub struct AuthFile {
     pub discovery_url: Option<String>,
     /// Mode `oidc`: several identity providers, each verified only with its own keys.
     pub providers: Option<Vec<ProviderFile>>,
+    /// Mode `oidc`: how long one key fetch (discovery and JWKS) may take, in seconds; a
+    /// request naming an unknown key waits at most this long (default 3).
+    pub key_fetch_timeout_secs: Option<u64>,
     /// Validated tokens remembered (0 disables the cache).
     pub token_cache_entries: Option<usize>,
     pub issuers: Option<Vec<String>>,
@@ -94,6 +98,21 @@ pub struct ProviderFile {
     pub issuers: Vec<String>,
     pub discovery_url: Option<String>,
     pub jwks_url: Option<String>,
+    /// The tenants (`tid`) this provider may vouch for. Needed, with other providers, when
+    /// its issuers do not name their tenant by a GUID path segment.
+    pub tenants: Option<Vec<String>>,
+    /// Lets this provider vouch for every tenant although other providers are configured:
+    /// for a multi-tenant provider that guarantees `tid` itself, such as Azure AD.
+    pub any_tenant: Option<bool>,
+}
+
+/// One identity provider after resolution: its issuer templates, where its keys are, and
+/// the tenants it may vouch for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    pub issuers: Vec<String>,
+    pub location: JwksLocation,
+    pub tenants: TenantScope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -197,6 +216,10 @@ pub struct ServerFlags {
         value_delimiter = ','
     )]
     pub route_rate_limits: Vec<String>,
+    /// Timeout of one signing-key fetch (discovery and JWKS), in seconds; a request naming an
+    /// unknown key waits at most this long [default: 3].
+    #[arg(long, env = "KBGAP_KEY_FETCH_TIMEOUT_SECS")]
+    pub key_fetch_timeout_secs: Option<u64>,
     /// Failed authentications per client address and minute [default: 60].
     #[arg(long, env = "KBGAP_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u64>,
@@ -213,8 +236,11 @@ pub struct ServerFlags {
 pub struct AuthSettings {
     pub mode: AuthMode,
     pub jwks_file: Option<PathBuf>,
-    /// Mode `oidc`: each provider's issuer templates and where its keys are.
-    pub providers: Vec<(Vec<String>, JwksLocation)>,
+    /// Mode `oidc`: each provider's issuer templates, where its keys are, its tenants.
+    pub providers: Vec<ProviderSettings>,
+    /// Mode `oidc`: the timeout of one key fetch, which is also the longest a request
+    /// naming an unknown key waits for one.
+    pub key_fetch_timeout: Duration,
     pub token_cache_entries: usize,
     pub issuers: Option<Vec<String>>,
     pub audiences: Option<Vec<String>>,
@@ -228,21 +254,49 @@ fn non_empty(v: &[String]) -> Option<Vec<String>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
 
-/// Where each issuer's keys are, for auth mode `oidc`.
+/// The tenants of one `[[auth.providers]]` entry.
+fn provider_tenants(p: &ProviderFile) -> anyhow::Result<TenantScope> {
+    match (&p.tenants, p.any_tenant.unwrap_or(false)) {
+        (Some(_), true) => {
+            bail!("give either tenants = [...] or any_tenant = true, not both")
+        }
+        (Some(list), false) => {
+            if list.is_empty() {
+                bail!(
+                    "tenants = [] would refuse every token of this provider; list its tenants, \
+                     or remove the key to take them from its issuers"
+                );
+            }
+            let list = list
+                .iter()
+                .map(|t| TenantId::parse(t).with_context(|| format!("tenant {t:?}")))
+                .collect::<anyhow::Result<_>>()?;
+            Ok(TenantScope::Only(list))
+        }
+        (None, true) => Ok(TenantScope::Any),
+        (None, false) => Ok(TenantScope::FromIssuer),
+    }
+}
+
+/// Where each issuer's keys are, and which tenants it may vouch for, for auth mode `oidc`.
 fn oidc_providers(
     flags: &ServerFlags,
     file: &AuthFile,
     issuers: Option<&Vec<String>>,
-) -> anyhow::Result<Vec<(Vec<String>, JwksLocation)>> {
+) -> anyhow::Result<Vec<ProviderSettings>> {
     let location = |jwks: Option<&String>, discovery: Option<&String>| match (jwks, discovery) {
         (Some(_), Some(_)) => bail!("give either a JWKS URL or a discovery URL, not both"),
         (Some(j), None) => Ok(Some(JwksLocation::Jwks(j.clone()))),
         (None, Some(d)) => Ok(Some(JwksLocation::Discovery(d.clone()))),
         (None, None) => Ok(None),
     };
-    let per_issuer = |issuers: &[String], loc: Option<JwksLocation>| {
-        if let Some(loc) = loc {
-            return Ok(vec![(issuers.to_vec(), loc)]);
+    let per_issuer = |issuers: &[String], loc: Option<JwksLocation>, tenants: &TenantScope| {
+        if let Some(location) = loc {
+            return Ok(vec![ProviderSettings {
+                issuers: issuers.to_vec(),
+                location,
+                tenants: tenants.clone(),
+            }]);
         }
         issuers
             .iter()
@@ -253,7 +307,11 @@ fn oidc_providers(
                          URL (--jwks-url) or a discovery URL (--discovery-url)"
                     );
                 }
-                Ok((vec![i.clone()], JwksLocation::discovery_for_issuer(i)))
+                Ok(ProviderSettings {
+                    issuers: vec![i.clone()],
+                    location: JwksLocation::discovery_for_issuer(i),
+                    tenants: tenants.clone(),
+                })
             })
             .collect()
     };
@@ -266,7 +324,8 @@ fn oidc_providers(
             }
             let loc = location(p.jwks_url.as_ref(), p.discovery_url.as_ref())
                 .with_context(|| format!("auth.providers[{n}]"))?;
-            out.extend(per_issuer(&p.issuers, loc)?);
+            let tenants = provider_tenants(p).with_context(|| format!("auth.providers[{n}]"))?;
+            out.extend(per_issuer(&p.issuers, loc, &tenants)?);
         }
     } else {
         let loc = match flag_location {
@@ -274,25 +333,30 @@ fn oidc_providers(
             None => location(file.jwks_url.as_ref(), file.discovery_url.as_ref())?,
         };
         match (issuers, loc) {
-            (Some(i), loc) => out.extend(per_issuer(i, loc)?),
-            (None, Some(loc)) => out.push((
-                vec![AZURE_V1_ISSUER.to_string(), AZURE_V2_ISSUER.to_string()],
-                loc,
-            )),
+            (Some(i), loc) => out.extend(per_issuer(i, loc, &TenantScope::FromIssuer)?),
+            (None, Some(location)) => out.push(ProviderSettings {
+                issuers: vec![AZURE_V1_ISSUER.to_string(), AZURE_V2_ISSUER.to_string()],
+                location,
+                tenants: TenantScope::FromIssuer,
+            }),
             (None, None) => {
-                out.push((
-                    vec![AZURE_V1_ISSUER.to_string()],
-                    JwksLocation::Jwks(AZURE_V1_JWKS.to_string()),
-                ));
-                out.push((
-                    vec![AZURE_V2_ISSUER.to_string()],
-                    JwksLocation::Discovery(AZURE_V2_DISCOVERY.to_string()),
-                ));
+                // Azure AD's two key sets: one multi-tenant provider that guarantees `tid`
+                // and `iss` agree, so each may vouch for every tenant.
+                out.push(ProviderSettings {
+                    issuers: vec![AZURE_V1_ISSUER.to_string()],
+                    location: JwksLocation::Jwks(AZURE_V1_JWKS.to_string()),
+                    tenants: TenantScope::Any,
+                });
+                out.push(ProviderSettings {
+                    issuers: vec![AZURE_V2_ISSUER.to_string()],
+                    location: JwksLocation::Discovery(AZURE_V2_DISCOVERY.to_string()),
+                    tenants: TenantScope::Any,
+                });
             }
         }
     }
-    for (_, loc) in &out {
-        kbgap_auth::check_url(loc.url())?;
+    for p in &out {
+        kbgap_auth::check_url(p.location.url())?;
     }
     Ok(out)
 }
@@ -306,6 +370,7 @@ pub fn auth_settings(flags: &ServerFlags, file: &FileConfig) -> AuthSettings {
         jwks_file: flags.jwks_file.clone().or_else(|| f.jwks_file.clone()),
         // Resolved (and its errors reported) by `oidc_settings`; empty for other modes.
         providers: Vec::new(),
+        key_fetch_timeout: kbgap_auth::DEFAULT_FETCH_TIMEOUT,
         token_cache_entries: f
             .token_cache_entries
             .unwrap_or(kbgap_auth::DEFAULT_TOKEN_CACHE_ENTRIES),
@@ -327,6 +392,15 @@ pub fn oidc_settings(flags: &ServerFlags, file: &FileConfig) -> anyhow::Result<A
     if a.mode == AuthMode::Oidc {
         a.providers = oidc_providers(flags, &file.auth, a.issuers.as_ref())
             .context("authentication settings (auth mode oidc)")?;
+        if let Some(secs) = flags
+            .key_fetch_timeout_secs
+            .or(file.auth.key_fetch_timeout_secs)
+        {
+            if !(1..=60).contains(&secs) {
+                bail!("key_fetch_timeout_secs must be between 1 and 60, not {secs}");
+            }
+            a.key_fetch_timeout = Duration::from_secs(secs);
+        }
     }
     Ok(a)
 }
@@ -463,7 +537,10 @@ mod tests {
     }
 
     fn locations(a: &AuthSettings) -> Vec<(Vec<String>, JwksLocation)> {
-        a.providers.clone()
+        a.providers
+            .iter()
+            .map(|p| (p.issuers.clone(), p.location.clone()))
+            .collect()
     }
 
     #[test]
@@ -545,7 +622,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.providers.len(), 2);
         assert_eq!(
-            a.providers[1].1,
+            a.providers[1].location,
             JwksLocation::Discovery(
                 "https://keycloak.contoso.com/realms/mde/.well-known/openid-configuration".into()
             )
@@ -570,6 +647,71 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("not both"), "{e:#}");
+    }
+
+    #[test]
+    fn providers_say_which_tenants_they_vouch_for() {
+        let a = oidc(
+            ServerFlags::default(),
+            r#"
+            [auth]
+            key_fetch_timeout_secs = 2
+            [[auth.providers]]
+            issuers = ["https://login.microsoftonline.com/{tid}/v2.0"]
+            discovery_url = "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration"
+            any_tenant = true
+            [[auth.providers]]
+            issuers = ["https://keycloak.contoso.com/realms/mde"]
+            tenants = ["Contoso", "fabrikam"]
+            [[auth.providers]]
+            issuers = ["https://idp.contoso.com/0b3c9a51-1c2d-4e5f-8a9b-0c1d2e3f4a5b/v2.0"]
+            "#,
+        )
+        .unwrap();
+        let t = |s: &str| TenantId::parse(s).unwrap();
+        assert_eq!(
+            a.providers
+                .iter()
+                .map(|p| p.tenants.clone())
+                .collect::<Vec<_>>(),
+            vec![
+                TenantScope::Any,
+                TenantScope::Only(vec![t("contoso"), t("fabrikam")]),
+                TenantScope::FromIssuer,
+            ]
+        );
+        assert_eq!(a.key_fetch_timeout, Duration::from_secs(2));
+        // The defaults: Azure AD's two key sets, each for every tenant; 3 s fetches.
+        let d = oidc(ServerFlags::default(), "").unwrap();
+        assert!(d.providers.iter().all(|p| p.tenants == TenantScope::Any));
+        assert_eq!(d.key_fetch_timeout, Duration::from_secs(3));
+        // The flag wins over the file.
+        let f = oidc(
+            ServerFlags {
+                key_fetch_timeout_secs: Some(5),
+                ..ServerFlags::default()
+            },
+            "[auth]\nkey_fetch_timeout_secs = 2",
+        )
+        .unwrap();
+        assert_eq!(f.key_fetch_timeout, Duration::from_secs(5));
+        for (bad, says) in [
+            (
+                "[[auth.providers]]\nissuers = [\"https://a.test/x\"]\ntenants = [\"t\"]\nany_tenant = true",
+                "auth.providers[0]: give either tenants = [...] or any_tenant = true, not both",
+            ),
+            (
+                "[[auth.providers]]\nissuers = [\"https://a.test/x\"]\ntenants = []",
+                "auth.providers[0]: tenants = [] would refuse every token of this provider",
+            ),
+            (
+                "[auth]\nkey_fetch_timeout_secs = 0",
+                "key_fetch_timeout_secs must be between 1 and 60, not 0",
+            ),
+        ] {
+            let e = oidc(ServerFlags::default(), bad).unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{e:#}");
+        }
     }
 
     #[test]

@@ -193,6 +193,38 @@ fn the_development_issuer_refuses_a_public_address() {
 }
 
 #[test]
+fn two_providers_whose_issuers_name_no_tenant_are_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused before any key is fetched (these hosts do not exist).
+    let o = kbgap(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-mode",
+            "oidc",
+            "--issuer",
+            "https://idp.invalid/A/v2.0",
+            "--issuer",
+            "https://idp.invalid/B/v2.0",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "the provider of issuer https://idp.invalid/A/v2.0 could vouch for every tenant, \
+             while other providers are configured: list the tenants it may vouch for \
+             (`tenants = [...]` in its [[auth.providers]] entry) or, if it is a multi-tenant \
+             provider that guarantees `tid` itself (such as Azure AD), allow it explicitly with \
+             `any_tenant = true`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn explain_tells_why() {
     let dir = with_mini_catalog();
     let file = dir.path().join("m.json");

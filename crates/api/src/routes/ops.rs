@@ -15,7 +15,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Storage answers and a catalog is loaded.
+/// Storage answers, a catalog is loaded, and every identity provider's signing keys are
+/// loaded (without them every token of that provider is refused).
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.store.clone();
     blocking(move || {
@@ -25,6 +26,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         })
     })
     .await?;
+    let keyless = state.security.sources_without_keys();
+    if !keyless.is_empty() {
+        return Err(ApiError::ServiceUnavailable(format!(
+            "No signing keys are loaded for identity provider {}; tokens it issued are refused \
+             until its keys can be fetched.",
+            keyless.join(", ")
+        )));
+    }
     let catalog = state.catalog.current();
     if catalog.generation == 0 {
         return Err(ApiError::ServiceUnavailable(

@@ -58,39 +58,23 @@ pub async fn serve(
                 );
             }
             let dev = Arc::new(DevIssuer::load_or_create(data_dir)?);
-            let issuer = TrustedIssuer {
-                issuer_templates: vec![auth.dev_issuer.clone()],
-                keys: dev.key_source(),
-            };
+            let issuer = TrustedIssuer::new(vec![auth.dev_issuer.clone()], dev.key_source());
             (vec![issuer], Some(dev))
         }
         AuthMode::Oidc => {
             let mut issuers = Vec::new();
-            for (templates, location) in &auth.providers {
+            for provider in &auth.providers {
                 let source = Arc::new(
-                    RemoteJwks::new(RemoteJwksConfig::new(location.clone()))
-                        .context("authentication settings (auth mode oidc)")?,
+                    RemoteJwks::new(RemoteJwksConfig {
+                        timeout: auth.key_fetch_timeout,
+                        ..RemoteJwksConfig::new(provider.location.clone())
+                    })
+                    .context("authentication settings (auth mode oidc)")?,
                 );
-                // Fetch now so the first requests need not wait; a provider that is down
-                // does not stop the server: its keys are fetched again every 10 s.
-                let s = source.clone();
-                let outcome =
-                    tokio::task::spawn_blocking(move || s.refresh(std::time::Instant::now()))
-                        .await?;
-                match outcome {
-                    RefreshOutcome::Updated { keys, .. } => {
-                        tracing::info!(url = location.url(), keys, "signing keys loaded")
-                    }
-                    RefreshOutcome::Failed(e) => tracing::warn!(
-                        error = %e,
-                        "signing keys could not be loaded yet; tokens of these issuers fail until they are"
-                    ),
-                    RefreshOutcome::CoolingDown => {}
-                }
-                issuers.push(TrustedIssuer {
-                    issuer_templates: templates.clone(),
-                    keys: source.clone(),
-                });
+                issuers.push(
+                    TrustedIssuer::new(provider.issuers.clone(), source.clone())
+                        .with_tenants(provider.tenants.clone()),
+                );
                 remote_keys.push(source);
             }
             (issuers, None)
@@ -104,20 +88,40 @@ pub async fn serve(
                 .with_context(|| format!("cannot read the JWKS file {}", path.display()))?;
             let jwks = StaticJwks::from_json(&json)
                 .with_context(|| format!("JWKS file {} is invalid", path.display()))?;
-            let issuer = TrustedIssuer {
-                issuer_templates: auth
-                    .issuers
+            let issuer = TrustedIssuer::new(
+                auth.issuers
                     .clone()
                     .unwrap_or_else(|| validator_config.issuer_templates.clone()),
-                keys: Arc::new(jwks),
-            };
+                Arc::new(jwks),
+            );
             (vec![issuer], None)
         }
     };
+    // Checked before any key is fetched, so a configuration that would let one provider
+    // vouch for another's tenants fails at once.
     let validator = Arc::new(
         Validator::with_trusted_issuers(validator_config, issuers)
             .context("authentication settings")?,
     );
+    for source in &remote_keys {
+        // Fetch now so the first requests need not wait; a provider that is down does not
+        // stop the server (its keys are fetched again every 10 s, and /readyz says 503 until
+        // they are loaded).
+        let s = source.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || s.refresh(std::time::Instant::now())).await?;
+        let url = source.config().location.url();
+        match outcome {
+            RefreshOutcome::Updated { keys, .. } => {
+                tracing::info!(url, keys, "signing keys loaded")
+            }
+            RefreshOutcome::Failed(e) => tracing::warn!(
+                error = %e,
+                "signing keys could not be loaded yet; tokens of these issuers fail until they are"
+            ),
+            RefreshOutcome::CoolingDown => {}
+        }
+    }
     let security = Arc::new(Security::new(
         Arc::new(InProcessLimiter::default()),
         TokenCache::new(auth.token_cache_entries),
