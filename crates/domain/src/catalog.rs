@@ -1113,16 +1113,20 @@ fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
     // continues another lineage: the Secure Boot DBX update KB5012170 carries the August 2022 LCU's
     // FixedBuild 10.0.17763.3284 on Windows Server 2019 and supersedes only the earlier DBX
     // update KB4535680. It is no cumulative update and covers none.
-    let mut rollups: HashSet<(Month, KbId)> = HashSet::new();
-    for (m, members) in &months {
-        let chain = (
+    // A month's chain: the month key without its document.
+    let chain_of = |m: &Month| -> Month {
+        (
             m.0.clone(),
             m.1.clone(),
             m.2.clone(),
             m.3,
             m.4,
             String::new(),
-        );
+        )
+    };
+    let mut rollups: HashSet<(Month, KbId)> = HashSet::new();
+    for (m, members) in &months {
+        let chain = chain_of(m);
         for &i in members {
             if entries[i].track == Track::Cumulative {
                 rollups.insert((chain.clone(), entries[i].kb));
@@ -1131,14 +1135,7 @@ fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
     }
     let mut demote = Vec::new();
     for (m, members) in &months {
-        let chain = (
-            m.0.clone(),
-            m.1.clone(),
-            m.2.clone(),
-            m.3,
-            m.4,
-            String::new(),
-        );
+        let chain = chain_of(m);
         let kept: Vec<usize> = members
             .iter()
             .copied()

@@ -273,6 +273,29 @@ fn case_19_the_documentation_example() {
     assert_eq!(cat.cve_addressed(&sw("edge"), kb(4540673)), 14);
 }
 
+/// A SQLite store in `dir` holding the real archive as of 2024-01-31, its compiled catalog,
+/// and the time of the import.
+fn store_as_of_jan_2024(
+    dir: &std::path::Path,
+) -> (
+    kbgap_store::SqliteStore,
+    kbgap_service::CatalogHolder,
+    time::OffsetDateTime,
+) {
+    let store = kbgap_store::SqliteStore::open(dir).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    kbgap_service::import_catalog(
+        &store,
+        documents(),
+        Some(time::macros::date!(2024 - 01 - 31)),
+        now,
+        kbgap_service::Retention::default(),
+    )
+    .unwrap();
+    let holder = kbgap_service::CatalogHolder::load(&store).unwrap();
+    (store, holder, now)
+}
+
 fn cut(y: i32, m: u8, d: u8) -> Catalog {
     let date = time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
     kbgap_service::compile(documents(), Some(date))
@@ -505,19 +528,9 @@ fn equivalence_classes_give_the_same_counts_as_machines() {
 #[test]
 fn case_18_retention_window_and_sweep() {
     use kbgap_service::Retention;
-    use kbgap_store::{SqliteStore, Store};
+    use kbgap_store::Store;
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    kbgap_service::import_catalog(
-        &store,
-        documents(),
-        Some(time::macros::date!(2024 - 01 - 31)),
-        now,
-        Retention::default(),
-    )
-    .unwrap();
-    let holder = kbgap_service::CatalogHolder::load(&store).unwrap();
+    let (store, holder, now) = store_as_of_jan_2024(dir.path());
     let tenant = kbgap_domain::TenantId::parse("t-retention").unwrap();
     let snapshot = |id: &str, days: i64| {
         let seen = (now - time::Duration::days(days))

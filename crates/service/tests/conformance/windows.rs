@@ -4,7 +4,7 @@
 use super::*;
 use kbgap_domain::engine::Outcome;
 use kbgap_service::Retention;
-use kbgap_store::{SqliteStore, Store};
+use kbgap_store::Store;
 
 #[test]
 fn pending_restart_without_a_revision_reports_the_newest_cumulative_update() {
@@ -75,17 +75,7 @@ fn a_rollup_covers_the_servicing_stack_updates_before_it() {
 #[test]
 fn an_os_the_catalog_does_not_know_is_refused_at_ingestion() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    kbgap_service::import_catalog(
-        &store,
-        documents(),
-        Some(time::macros::date!(2024 - 01 - 31)),
-        now,
-        Retention::default(),
-    )
-    .unwrap();
-    let holder = kbgap_service::CatalogHolder::load(&store).unwrap();
+    let (store, holder, now) = store_as_of_jan_2024(dir.path());
     let tenant = kbgap_domain::TenantId::parse("t-os").unwrap();
     let seen = now
         .format(&time::format_description::well_known::Rfc3339)
