@@ -2,7 +2,10 @@
 //! fixed revisions, release documents, supersedence chains and repairs, ready for evaluation.
 //! Immutable once built; a new import builds a new one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Fast, randomly seeded hashing: evaluation is mostly set and map lookups of KB numbers.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::Serialize;
 use time::Date;
@@ -202,6 +205,15 @@ struct SoftwareEntries {
     hosted: HashMap<(Branch, Arch), Vec<usize>>,
     /// Entries for products named without a host (Office, SQL Server, …).
     hostless: Vec<usize>,
+    /// Every KB its evaluation can look at: its entries' KBs and every KB of its
+    /// supersedence scopes (edges and chains, on every architecture).
+    kbs: HashSet<KbId>,
+}
+
+impl SoftwareEntries {
+    fn apart(&self) -> bool {
+        self.hosted.is_empty() && !self.hostless.is_empty()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +238,9 @@ pub struct Catalog {
     /// (component, OS, build, architecture) for which some component product is named on
     /// exactly that OS version.
     component_hosts: HashMap<SoftwareId, HashMap<SoftwareId, HashSet<(u32, Arch)>>>,
+    /// Every KB the evaluation of an OS and the software it hosts can look at (see
+    /// [`Catalog::evaluated_apart`]).
+    os_group_kbs: HashSet<KbId>,
     as_of: Option<Date>,
     documents: usize,
 }
@@ -744,6 +759,30 @@ impl Catalog {
             chains.push(chain);
         }
 
+        for (scope, edges) in &msrc_edges {
+            if let Some(index) = by_software.get_mut(&scope.0) {
+                for (newer, older) in edges {
+                    index.kbs.insert(*newer);
+                    index.kbs.extend(older.iter().copied());
+                }
+            }
+        }
+        for (scope, positions) in &chain_positions {
+            if let Some(index) = by_software.get_mut(&scope.0) {
+                index.kbs.extend(positions.keys().copied());
+            }
+        }
+        for e in &entries {
+            if let Some(index) = by_software.get_mut(&e.class.software) {
+                index.kbs.insert(e.kb);
+            }
+        }
+        let os_group_kbs = by_software
+            .values()
+            .filter(|s| !s.apart())
+            .flat_map(|s| s.kbs.iter().copied())
+            .collect();
+
         let cve_addressed = addressed
             .into_iter()
             .map(|(k, v)| (k, v.len() as u32))
@@ -762,10 +801,32 @@ impl Catalog {
             repairs,
             paths,
             component_hosts,
+            os_group_kbs,
             os_software,
             as_of,
             documents,
         }
+    }
+
+    /// Whether a software is evaluated apart from the OS: every product of it is named
+    /// without a Windows host (Office MSI, SQL Server, Exchange, SharePoint, …), so its
+    /// verdicts read only its own build, its own updates and the machine's architecture,
+    /// never the OS build or the OS's updates.
+    pub fn evaluated_apart(&self, software: &SoftwareId) -> bool {
+        self.by_software.get(software).is_some_and(|s| s.apart())
+    }
+
+    /// Whether the evaluation of a software evaluated apart can look at a KB: one of its
+    /// own, or one its supersedence scopes name.
+    pub fn is_kb_of(&self, software: &SoftwareId, kb: KbId) -> bool {
+        self.by_software
+            .get(software)
+            .is_some_and(|s| s.kbs.contains(&kb))
+    }
+
+    /// Whether the evaluation of the OS and the software it hosts can look at a KB.
+    pub fn is_os_group_kb(&self, kb: KbId) -> bool {
+        self.os_group_kbs.contains(&kb)
     }
 
     /// Every operating system the catalog has updates for.

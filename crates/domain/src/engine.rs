@@ -1,13 +1,17 @@
 //! The evaluation engine: for one machine's facts and a compiled catalog, which KBs are
 //! missing for which software (`missing-kb-semantics.md` §3), and why. Pure functions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Fast, randomly seeded hashing: evaluation is mostly set and map lookups of KB numbers.
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Entry, Track};
+use crate::parts::{self, Part};
 use crate::product::ProductUpdates;
-use crate::{Branch, KbId, MachineFacts, OsFacts, ProductBuild, SoftwareId};
+use crate::{Arch, Branch, KbId, MachineFacts, OsFacts, ProductBuild, SoftwareId};
 
 /// Whether a KB's fix is present on a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,14 +131,54 @@ pub struct Explanation {
     pub kbs: Vec<KbExplanation>,
 }
 
-/// Evaluates one machine against the catalog.
+/// Evaluates one machine against the catalog, part by part ([`parts`]).
 pub fn evaluate(catalog: &Catalog, machine: &MachineFacts) -> Evaluation {
-    Analysis::run(catalog, machine, false).evaluation
+    let parts: Vec<Evaluation> = parts::split(catalog, machine)
+        .iter()
+        .map(|p| evaluate_part(catalog, p))
+        .collect();
+    parts::merge(machine, &parts)
+}
+
+/// Evaluates one part of a machine: its missing KBs, indeterminate software and pending
+/// restart (the `software` set is the whole machine's, which [`parts::merge`] fills in).
+pub fn evaluate_part(catalog: &Catalog, part: &Part) -> Evaluation {
+    match part {
+        Part::Os(machine) => Analysis::run(catalog, machine, None, false).evaluation,
+        Part::Product(product) => {
+            let machine = product.as_machine();
+            Analysis::run(catalog, &machine, Some(product.arch), false).evaluation
+        }
+    }
 }
 
 /// Evaluates one machine and keeps the evidence of every applicable KB.
 pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
-    let a = Analysis::run(catalog, machine, true);
+    let mut evaluations = Vec::new();
+    let mut kbs = Vec::new();
+    for part in parts::split(catalog, machine) {
+        let (evaluation, mut of_part) = match &part {
+            Part::Os(m) => explain_part(catalog, m, None),
+            Part::Product(p) => explain_part(catalog, &p.as_machine(), Some(p.arch)),
+        };
+        evaluations.push(evaluation);
+        kbs.append(&mut of_part);
+    }
+    kbs.sort_by_key(|k| k.verdict.kb);
+    Explanation {
+        evaluation: parts::merge(machine, &evaluations),
+        kbs,
+    }
+}
+
+/// One part's evaluation with the evidence of each of its applicable KBs. `product_arch` is
+/// given for a product evaluated apart from the OS (then `machine` has no OS).
+fn explain_part(
+    catalog: &Catalog,
+    machine: &MachineFacts,
+    product_arch: Option<Arch>,
+) -> (Evaluation, Vec<KbExplanation>) {
+    let a = Analysis::run(catalog, machine, product_arch, true);
     let mut kbs = Vec::with_capacity(a.verdicts.len());
     for (kb, verdict) in &a.verdicts {
         let entries = &a.applicable[kb];
@@ -150,10 +194,10 @@ pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
                 outcome: o.clone(),
             })
             .collect();
-        let chain = match (verdict.covered_by, a.os) {
-            (Some(by), Some(os)) if by != *kb => entries
+        let chain = match verdict.covered_by {
+            Some(by) if by != *kb => entries
                 .iter()
-                .find_map(|e| catalog.supersedence_path(&e.class.software, os.arch, by, *kb))
+                .find_map(|e| catalog.supersedence_path(&e.class.software, a.arch, by, *kb))
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -168,10 +212,7 @@ pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
             closes_open_cves: a.closes_open_cves(catalog, *kb),
         });
     }
-    Explanation {
-        evaluation: a.evaluation,
-        kbs,
-    }
+    (a.evaluation, kbs)
 }
 
 /// Where a machine's build of a product named without a host lies among the catalog's
@@ -186,7 +227,10 @@ struct Located<'a> {
 
 struct Analysis<'a> {
     machine: &'a MachineFacts,
+    /// The OS, for the part of the OS and the software it hosts; `None` for a product
+    /// evaluated apart, whose verdicts never read the OS build.
     os: Option<&'a OsFacts>,
+    arch: Arch,
     /// Per product named without a host: the machine's build of it, located.
     located: HashMap<&'a SoftwareId, Located<'a>>,
     applicable: BTreeMap<KbId, Vec<&'a Entry>>,
@@ -198,10 +242,19 @@ struct Analysis<'a> {
 }
 
 impl<'a> Analysis<'a> {
-    fn run(catalog: &'a Catalog, machine: &'a MachineFacts, detail: bool) -> Analysis<'a> {
+    /// Evaluates the OS part `machine`, or with `product_arch`, a product alone (`machine`
+    /// then has no OS and that product as its only software).
+    fn run(
+        catalog: &'a Catalog,
+        machine: &'a MachineFacts,
+        product_arch: Option<Arch>,
+        detail: bool,
+    ) -> Analysis<'a> {
+        let os = machine.os.as_ref();
         let mut a = Analysis {
             machine,
-            os: machine.os.as_ref(),
+            os,
+            arch: product_arch.or(os.map(|o| o.arch)).unwrap_or(Arch::X64),
             located: HashMap::new(),
             applicable: BTreeMap::new(),
             verdicts: BTreeMap::new(),
@@ -212,17 +265,21 @@ impl<'a> Analysis<'a> {
                 ..Evaluation::default()
             },
         };
-        let Some(os) = a.os else {
+        if os.is_none() && product_arch.is_none() {
             return a;
-        };
-        a.evaluation.software.insert(os.software.clone());
-        let branch = Branch::of(os.build);
+        }
+        if let Some(os) = os {
+            a.evaluation.software.insert(os.software.clone());
+        }
+        // A product evaluated apart has only entries named without a host: no branch.
+        let branch = os.map_or(Branch(0), |o| Branch::of(o.build));
+        let arch = a.arch;
         let paths = catalog.servicing_paths();
         for (software, version) in &machine.software {
             let Some(build) = version.as_deref().and_then(ProductBuild::parse) else {
                 continue;
             };
-            if software == &os.software {
+            if os.is_some_and(|o| software == &o.software) {
                 continue;
             }
             let located = Located {
@@ -239,9 +296,10 @@ impl<'a> Analysis<'a> {
         for software in software_set {
             let version = machine.software.get(software).and_then(|v| v.as_deref());
             let located = located_of.get(software).copied();
-            let exact_host =
-                catalog.names_component_host(software, &os.software, os.build, os.arch);
-            for e in catalog.candidate_entries(software, branch, os.arch) {
+            let exact_host = os.is_some_and(|o| {
+                catalog.names_component_host(software, &o.software, o.build, o.arch)
+            });
+            for e in catalog.candidate_entries(software, branch, arch) {
                 if is_applicable(e, os, branch, version, located, exact_host) {
                     applicable.entry(e.kb).or_default().push(e);
                 }
@@ -250,29 +308,30 @@ impl<'a> Analysis<'a> {
         if a.applicable.is_empty() {
             return a;
         }
-        a.decide_satisfaction(catalog, os, branch, detail);
-        a.decide_missing(catalog, os, detail);
+        a.decide_satisfaction(catalog, branch, detail);
+        a.decide_missing(catalog, detail);
         a
     }
 
     /// Rules a–e of §3.2 for every applicable KB.
-    fn decide_satisfaction(
-        &mut self,
-        catalog: &Catalog,
-        os: &OsFacts,
-        branch: Branch,
-        detail: bool,
-    ) {
+    fn decide_satisfaction(&mut self, catalog: &Catalog, branch: Branch, detail: bool) {
         let machine = self.machine;
+        let arch = self.arch;
+        // The OS revision and the OS's newest cumulative build: rules a, b and d for the OS
+        // and what it hosts. A product evaluated apart has its own build instead.
+        let revision = self.os.and_then(|o| o.revision);
+        let revision_unknown = self.os.is_some_and(|o| o.revision.is_none());
+        let max_cumulative = self
+            .os
+            .and_then(|o| catalog.max_cumulative_revision(&o.software, branch));
         let pending: Vec<KbId> = machine.pending_kbs.iter().copied().collect();
         let mut pending_cover: HashMap<&SoftwareId, HashSet<KbId>> = HashMap::new();
         let mut proven: BTreeSet<KbId> = BTreeSet::new();
-        let max_cumulative = catalog.max_cumulative_revision(&os.software, branch);
 
         // Rules a and b first: what build evidence proves counts as installed for rule c.
         for (kb, entries) in &self.applicable {
             let fixed = fixed_revision(entries);
-            let below_fix = match (os.revision, fixed) {
+            let below_fix = match (revision, fixed) {
                 (Some(r), Some(f)) => r < f,
                 _ => true,
             };
@@ -281,22 +340,18 @@ impl<'a> Analysis<'a> {
                     pending_cover
                         .entry(&e.class.software)
                         .or_insert_with(|| {
-                            catalog.superseded_by(
-                                &e.class.software,
-                                os.arch,
-                                pending.iter().copied(),
-                            )
+                            catalog.superseded_by(&e.class.software, arch, pending.iter().copied())
                         })
                         .contains(kb)
                 });
             // Without a revision, a KB pending a restart still proves the build is below it,
             // so below every cumulative update that supersedes it: those are missing too.
-            let above_pending = os.revision.is_none()
+            let above_pending = revision_unknown
                 && !pending.is_empty()
                 && !machine.installed_kbs.contains(kb)
                 && entries.iter().any(|e| {
                     e.track == Track::Cumulative && {
-                        let below = catalog.superseded_by(&e.class.software, os.arch, [*kb]);
+                        let below = catalog.superseded_by(&e.class.software, arch, [*kb]);
                         pending.iter().any(|p| p != kb && below.contains(p))
                     }
                 });
@@ -304,7 +359,7 @@ impl<'a> Analysis<'a> {
             let decided = if (is_pending && below_fix) || above_pending {
                 self.evaluation.pending_restart = true;
                 Some((Satisfied::No, Rule::PendingRestart))
-            } else if let (Some(r), Some(f)) = (os.revision, fixed) {
+            } else if let (Some(r), Some(f)) = (revision, fixed) {
                 Some((
                     if r >= f {
                         Satisfied::Yes
@@ -364,7 +419,7 @@ impl<'a> Analysis<'a> {
                         .or_insert_with(|| {
                             catalog.superseded_by(
                                 &e.class.software,
-                                os.arch,
+                                arch,
                                 installed.iter().copied(),
                             )
                         })
@@ -374,7 +429,7 @@ impl<'a> Analysis<'a> {
             let (satisfied, rule) = if covered {
                 (Satisfied::Yes, Rule::InstalledKb)
             } else if (cumulative
-                && matches!((os.revision, max_cumulative), (Some(r), Some(m)) if r > m))
+                && matches!((revision, max_cumulative), (Some(r), Some(m)) if r > m))
                 || self.product_newer_than_catalog(catalog, entries)
             {
                 (Satisfied::Yes, Rule::NewerThanCatalog)
@@ -398,7 +453,7 @@ impl<'a> Analysis<'a> {
                         .find(|i| {
                             entries.iter().any(|e| {
                                 catalog
-                                    .superseded_by(&e.class.software, os.arch, [*i])
+                                    .superseded_by(&e.class.software, arch, [*i])
                                     .contains(kb)
                             })
                         })
@@ -420,7 +475,8 @@ impl<'a> Analysis<'a> {
     }
 
     /// §3.3–3.4: open CVEs, the frontier, and one of alternative remediations.
-    fn decide_missing(&mut self, catalog: &Catalog, os: &OsFacts, detail: bool) {
+    fn decide_missing(&mut self, catalog: &Catalog, detail: bool) {
+        let arch = self.arch;
         let satisfied = |kb: &KbId| self.verdicts[kb].satisfied;
         // Open CVEs: those none of whose applicable remediations is satisfied.
         let mut closed = vec![false; catalog.cve_count()];
@@ -433,7 +489,9 @@ impl<'a> Analysis<'a> {
                 }
             }
         }
-        let so_track = self.on_security_only_track(catalog, os);
+        let so_track = self
+            .os
+            .is_some_and(|os| self.on_security_only_track(catalog, os));
 
         for software in &self.evaluation.software {
             let of_software = |entries: &[&'a Entry]| -> Vec<&'a Entry> {
@@ -486,13 +544,13 @@ impl<'a> Analysis<'a> {
                 }
             }
             let superseded =
-                catalog.superseded_by_another(software, os.arch, unsatisfied.iter().copied());
+                catalog.superseded_by_another(software, arch, unsatisfied.iter().copied());
             // Whether a KB closes an open CVE, directly or through what it supersedes; only
             // asked of KBs no other unsatisfied KB supersedes, which are few.
             let closes_open = |kb: KbId| {
                 open_of.contains_key(&kb)
                     || catalog
-                        .superseded_by(software, os.arch, [kb])
+                        .superseded_by(software, arch, [kb])
                         .iter()
                         .any(|k| open_of.contains_key(k))
             };
@@ -540,7 +598,7 @@ impl<'a> Analysis<'a> {
                 // Open CVEs each frontier KB closes, directly or through what it supersedes.
                 let closes = |kb: KbId| -> BTreeSet<u32> {
                     catalog
-                        .superseded_by(software, os.arch, [kb])
+                        .superseded_by(software, arch, [kb])
                         .iter()
                         .filter_map(|k| open_of.get(k))
                         .flatten()
@@ -584,8 +642,7 @@ impl<'a> Analysis<'a> {
                             .rev()
                             .copied()
                             .find(|k| {
-                                k != kb
-                                    && catalog.superseded_by(software, os.arch, [*k]).contains(kb)
+                                k != kb && catalog.superseded_by(software, arch, [*k]).contains(kb)
                             })
                             .unwrap_or(*kb);
                         Outcome::Superseded { by }
@@ -655,9 +712,9 @@ impl<'a> Analysis<'a> {
     }
 
     fn closes_open_cves(&self, catalog: &Catalog, kb: KbId) -> Vec<String> {
-        let (Some(os), false) = (self.os, self.closed.is_empty()) else {
+        if self.closed.is_empty() {
             return Vec::new();
-        };
+        }
         if self.verdicts[&kb].satisfied == Satisfied::Yes {
             return Vec::new();
         }
@@ -667,7 +724,7 @@ impl<'a> Analysis<'a> {
             .map(|e| &e.class.software)
             .collect();
         for software in softwares {
-            for k in catalog.superseded_by(software, os.arch, [kb]) {
+            for k in catalog.superseded_by(software, self.arch, [kb]) {
                 for e in self.applicable.get(&k).into_iter().flatten() {
                     if &e.class.software == software {
                         cves.extend(
@@ -684,22 +741,20 @@ impl<'a> Analysis<'a> {
     }
 
     fn repairs_for(&self, catalog: &Catalog, kb: KbId) -> Vec<String> {
-        let Some(os) = self.os else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
         let entries = &self.applicable[&kb];
-        if entries
-            .iter()
-            .filter(|e| {
-                e.class
-                    .host
-                    .as_ref()
-                    .is_some_and(|h| h.software == os.software)
-            })
-            .all(|e| e.class.host.as_ref().is_some_and(|h| h.build != os.build))
-            && entries.iter().any(|e| e.class.host.is_some())
-        {
+        if let Some(os) = self.os.filter(|os| {
+            entries
+                .iter()
+                .filter(|e| {
+                    e.class
+                        .host
+                        .as_ref()
+                        .is_some_and(|h| h.software == os.software)
+                })
+                .all(|e| e.class.host.as_ref().is_some_and(|h| h.build != os.build))
+                && entries.iter().any(|e| e.class.host.is_some())
+        }) {
             out.push(format!(
                 "applies through servicing branch {}: the update lists sibling versions of build {}, not {} itself",
                 Branch::of(os.build),
@@ -720,9 +775,6 @@ impl<'a> Analysis<'a> {
     }
 
     fn unknown_reason(&self, v: &KbVerdict) -> String {
-        let Some(os) = self.os else {
-            return "the machine reports no operating system".into();
-        };
         let entries = &self.applicable[&v.kb];
         if entries.iter().all(|e| !e.class.windows_serviced()) {
             let software = &entries[0].class.software;
@@ -739,6 +791,9 @@ impl<'a> Analysis<'a> {
                  MSI-installed product updates)"
             );
         }
+        let Some(os) = self.os else {
+            return "the machine reports no operating system".into();
+        };
         match (os.revision, v.fixed_revision) {
             (None, _) => "the machine reports no build revision and its KB list is not complete, \
                           and no installed KB supersedes this one"
@@ -756,9 +811,10 @@ fn fixed_revision(entries: &[&Entry]) -> Option<u32> {
     entries.iter().filter_map(|e| e.fixed_revision).max()
 }
 
+/// `os` is `None` for a product evaluated apart: only its entries named without a host apply.
 fn is_applicable(
     e: &Entry,
-    os: &OsFacts,
+    os: Option<&OsFacts>,
     branch: Branch,
     version: Option<&str>,
     located: Option<Located>,
@@ -769,8 +825,19 @@ fn is_applicable(
     }
     // A component named on the machine's own OS version takes only those products; the
     // siblings' apply where its own version is not named.
+    let hotpatch_enrolled = os.is_some_and(|o| o.hotpatch_enrolled);
     if let Some(host) = &e.class.host {
+        let Some(os) = os else {
+            return false;
+        };
         if exact_host && host.software != e.class.software && host.build != os.build {
+            return false;
+        }
+        // Products named "on Windows …" apply on that Windows' servicing branch (a version
+        // the update omits is reached through its siblings). Full and Server Core
+        // installations take the same updates.
+        if host.software != os.software || Branch::of(host.build) != branch || host.arch != os.arch
+        {
             return false;
         }
     }
@@ -794,20 +861,11 @@ fn is_applicable(
         }
         return at.path.is_some_and(|p| e.paths.contains(&p));
     }
-    // Products named "on Windows …" apply on that Windows' servicing branch (a version the
-    // update omits is reached through its siblings); products named without a host apply
-    // wherever the software is installed. Full and Server Core installations take the same
-    // updates.
-    if let Some(host) = &e.class.host {
-        if host.software != os.software || Branch::of(host.build) != branch || host.arch != os.arch
-        {
-            return false;
-        }
-    }
-    if e.track == Track::Hotpatch && !os.hotpatch_enrolled {
+    // Products named without a host apply wherever the software is installed.
+    if e.track == Track::Hotpatch && !hotpatch_enrolled {
         return false;
     }
-    if e.replaced_by_hotpatch && os.hotpatch_enrolled {
+    if e.replaced_by_hotpatch && hotpatch_enrolled {
         return false;
     }
     // Both sides may name several lines with `|`: a product for ".NET Framework 3.5 AND 4.8"

@@ -7,13 +7,15 @@ pub mod cvrf;
 pub mod engine;
 pub mod ids;
 pub mod machine;
+pub mod parts;
 pub mod product;
 pub mod servicing;
 
 pub use build::{Branch, ProductBuild, WindowsBuild};
 
 pub use catalog::Catalog;
-pub use engine::{evaluate, explain, Evaluation, Explanation};
+pub use engine::{evaluate, evaluate_part, explain, Evaluation, Explanation};
 pub use ids::{IdError, KbId, MachineId, SoftwareId, TenantId};
 pub use machine::{KbListScope, MachineFacts, OsFacts};
+pub use parts::{Part, ProductFacts};
 pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass, ProductUpdates};

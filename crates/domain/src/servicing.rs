@@ -2,7 +2,10 @@
 //! Office MSI): which FixedBuilds of a version line belong together, which path a machine's
 //! build is on, and the repair of FixedBuilds that MSRC put on the wrong path.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Fast, randomly seeded hashing: evaluation is mostly set and map lookups of KB numbers.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::Serialize;
 use time::Date;

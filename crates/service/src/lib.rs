@@ -1,14 +1,14 @@
 //! kbgap's application services, shared by the HTTP API and the CLI: compiling and importing
 //! the catalog, ingesting snapshots, re-evaluating machines and answering the missing-KB query.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::{
-    evaluate, Catalog, Evaluation, KbId, MachineFacts, MachineId, SoftwareId, TenantId,
+    Catalog, Evaluation, KbId, MachineFacts, MachineId, Part, SoftwareId, TenantId,
 };
 use kbgap_inventory::{Snapshot, SnapshotError};
 use kbgap_store::{CatalogState, ImportSummary, MachineRecord, Store, StoreError};
@@ -87,40 +87,102 @@ impl CompiledCatalog {
     pub fn class_count(&self) -> usize {
         self.classes.len()
     }
+
+    /// How many distinct parts of machines have been evaluated with this catalog.
+    pub fn part_count(&self) -> usize {
+        self.classes.parts.len()
+    }
+
+    /// Forgets every evaluation, as a new catalog generation starts with none (for
+    /// measuring re-evaluation).
+    pub fn forget_evaluations(&self) {
+        self.classes.classes.clear();
+        self.classes.parts.clear();
+    }
 }
 
-/// The most classes kept per catalog; past it the memo starts over (a fleet rarely has more
-/// than a few thousand classes, so this only bounds pathological input).
+/// The most classes (and, apart, the most parts) kept per catalog; past it the memo starts
+/// over (a fleet rarely has more than a few tens of thousands of classes, so this only bounds
+/// pathological input).
 const MAX_CLASSES: usize = 200_000;
 
-/// Evaluations by machine class. The key is everything evaluation reads (`MachineFacts`), so a
-/// hit is exactly the evaluation the machine would get.
+/// Evaluations by machine class, and by part of a machine ([`kbgap_domain::parts`]). The keys
+/// are everything evaluation reads, so a hit is exactly the evaluation the machine (or part)
+/// would get. A new class is evaluated from its parts: most of them were seen before, on
+/// machines with other applications or another OS.
 #[derive(Debug, Default)]
 struct EvaluationClasses {
-    map: Mutex<HashMap<MachineFacts, Arc<Evaluation>>>,
+    classes: Memo<MachineFacts>,
+    parts: Memo<Part>,
 }
 
 impl EvaluationClasses {
     fn evaluate(&self, catalog: &Catalog, facts: &MachineFacts) -> Arc<Evaluation> {
-        if let Some(hit) = self.lock().get(facts) {
-            return hit.clone();
+        if let Some(hit) = self.classes.get(facts) {
+            return hit;
         }
-        // Evaluate outside the lock: two threads may evaluate one class at once, both get the
-        // same answer.
-        let evaluation = Arc::new(evaluate(catalog, facts));
+        // Evaluate outside the locks: two threads may evaluate one class at once, both get
+        // the same answer.
+        let parts: Vec<Arc<Evaluation>> = kbgap_domain::parts::split(catalog, facts)
+            .into_iter()
+            .map(|part| match self.parts.get(&part) {
+                Some(hit) => hit,
+                None => {
+                    let e = Arc::new(kbgap_domain::evaluate_part(catalog, &part));
+                    self.parts.insert(part, e.clone());
+                    e
+                }
+            })
+            .collect();
+        let evaluation = Arc::new(kbgap_domain::parts::merge(
+            facts,
+            parts.iter().map(|p| p.as_ref()),
+        ));
+        self.classes.insert(facts.clone(), evaluation.clone());
+        evaluation
+    }
+
+    fn len(&self) -> usize {
+        self.classes.len()
+    }
+}
+
+/// A bounded map of evaluations, shared by threads.
+#[derive(Debug)]
+struct Memo<K> {
+    map: Mutex<HashMap<K, Arc<Evaluation>>>,
+}
+
+impl<K> Default for Memo<K> {
+    fn default() -> Self {
+        Memo {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Memo<K> {
+    fn get(&self, key: &K) -> Option<Arc<Evaluation>> {
+        self.lock().get(key).cloned()
+    }
+
+    fn insert(&self, key: K, evaluation: Arc<Evaluation>) {
         let mut map = self.lock();
         if map.len() >= MAX_CLASSES {
             map.clear();
         }
-        map.insert(facts.clone(), evaluation.clone());
-        evaluation
+        map.insert(key, evaluation);
     }
 
     fn len(&self) -> usize {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MachineFacts, Arc<Evaluation>>> {
+    fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<Evaluation>>> {
         match self.map.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),

@@ -281,3 +281,29 @@ fn dotnet_follows_the_machines_own_windows_version_and_line() {
     let e = explain(full(), &workstation(&[(".net_framework", "3.5|4.8.1")]));
     assert_eq!(missing(&e, ".net_framework"), vec![5087053]);
 }
+
+#[test]
+fn a_product_is_not_patched_by_another_products_update_for_the_same_cve() {
+    // February 2023: CVE-2023-21716 (Word remote code execution) is fixed in Word 2016 by
+    // KB5002323 and in Office Online Server by KB5002309; each product carries its own copy
+    // of the vulnerable code. A machine whose Office Online Server has KB5002309, and whose
+    // Office 2016 has none of its updates (a complete list of its own), still misses Word
+    // 2016's KB5002323: the CVE is open for Office, whatever another product installed.
+    static FEB_2023: OnceLock<Catalog> = OnceLock::new();
+    let catalog = FEB_2023.get_or_init(|| {
+        kbgap_service::compile(documents(), Some(time::macros::date!(2023 - 02 - 28)))
+    });
+    let mut m = workstation(&[("office", "2016")]);
+    m.software.insert(sw("office_online_server"), None);
+    m.installed_kbs.insert(kb(5002309));
+    m.complete_update_lists = [sw("office"), sw("office_online_server")].into();
+    let e = explain(catalog, &m);
+    assert_eq!(verdict(&e, 5002309), (Satisfied::Yes, Rule::InstalledKb));
+    assert_eq!(verdict(&e, 5002323), (Satisfied::No, Rule::CompleteKbList));
+    assert!(missing(&e, "office").contains(&5002323));
+    let word = e.kbs.iter().find(|k| k.verdict.kb == kb(5002323)).unwrap();
+    // It closes the CVE, and with it every older Word 2016 CVE it supersedes.
+    assert!(word.closes_open_cves.iter().any(|c| c == "CVE-2023-21716"));
+    // The evaluation the service stores agrees with the explanation.
+    assert_eq!(kbgap_domain::evaluate(catalog, &m), e.evaluation);
+}
