@@ -450,6 +450,8 @@ impl Catalog {
             });
         }
 
+        add_branch_siblings(&mut entries, &mut addressed);
+
         let mut max_cumulative: HashMap<(SoftwareId, Branch), u32> = HashMap::new();
         for e in &entries {
             if let (Track::Cumulative, Some(rev), Some(host), false) =
@@ -1113,6 +1115,75 @@ fn add_edges(edges: &mut HashMap<Scope, HashMap<KbId, Vec<KbId>>>, scope: Scope,
 /// Update" on Windows 10+ products just as the cumulative update does, but are not rollups. In each chain and month, the cumulative update is the one with a FixedBuild on
 /// the branch (several when Microsoft shipped out-of-band ones); where no update of that month
 /// has a build, the one fixing the most CVEs. The others are standalone updates.
+/// Semi-annual channel servers that share a servicing branch. Each is its own software in
+/// MDE (`windows_server_2004`, `windows_server_20h2`), but they share a core OS with
+/// identical system files and take the same cumulative packages, as Windows 10 2004 and 20H2
+/// do under one id (Microsoft: "Windows Server, version 20H2 … shares a common core operating
+/// system and an identical set of system files" with version 2004; likewise 1909 with 1903).
+const BRANCH_SIBLINGS: [[&str; 2]; 2] = [
+    [
+        "microsoft-_-windows_server_1903",
+        "microsoft-_-windows_server_1909",
+    ],
+    [
+        "microsoft-_-windows_server_2004",
+        "microsoft-_-windows_server_20h2",
+    ],
+];
+
+/// Gives each OS update of a semi-annual server the entries its branch siblings would have:
+/// an update Microsoft lists for Server 20H2 only (after 2004 left servicing) applies to a
+/// Server 2004 machine through the branch, as the same update does to a Windows 10 2004
+/// machine. The sibling's entry keeps MSRC's product name, so an explanation shows which
+/// product the update was listed for.
+fn add_branch_siblings(
+    entries: &mut Vec<Entry>,
+    addressed: &mut HashMap<(SoftwareId, KbId), BTreeSet<u32>>,
+) {
+    let present: HashSet<(KbId, SoftwareId, Arch)> = entries
+        .iter()
+        .filter_map(|e| Some((e.kb, e.class.software.clone(), e.class.host.as_ref()?.arch)))
+        .collect();
+    let mut twins = Vec::new();
+    for e in entries.iter() {
+        let Some(host) = e
+            .class
+            .host
+            .as_ref()
+            .filter(|h| h.software == e.class.software)
+        else {
+            continue;
+        };
+        let Some(group) = BRANCH_SIBLINGS
+            .iter()
+            .find(|g| g.contains(&host.software.as_str()))
+        else {
+            continue;
+        };
+        for sibling in group.iter().filter(|s| **s != host.software.as_str()) {
+            let Ok(software) = SoftwareId::parse(sibling) else {
+                continue;
+            };
+            if present.contains(&(e.kb, software.clone(), host.arch)) {
+                continue;
+            }
+            let mut twin = e.clone();
+            twin.class.software = software.clone();
+            if let Some(h) = twin.class.host.as_mut() {
+                h.software = software;
+            }
+            twins.push(twin);
+        }
+    }
+    for twin in &twins {
+        addressed
+            .entry((twin.class.software.clone(), twin.kb))
+            .or_default()
+            .extend(twin.cves.iter().copied());
+    }
+    entries.extend(twins);
+}
+
 fn demote_non_rollups(entries: &mut [Entry], kbs: &HashMap<KbId, KbInfo>) {
     type Month = (SoftwareId, Option<String>, SoftwareId, Branch, Arch, String);
     let mut months: HashMap<Month, Vec<usize>> = HashMap::new();

@@ -139,3 +139,42 @@ fn outcome_of_a_superseded_unknown_is_unknown_not_missing() {
         .and_then(|k| k.outcomes.first().map(|o| o.outcome.clone()));
     assert_eq!(o, Some(Outcome::Superseded { by: kb(5034122) }));
 }
+
+#[test]
+fn a_semi_annual_server_follows_its_servicing_branch_like_windows_10() {
+    // Server 2004 and Server 20H2 are separate software, but one servicing branch (19041),
+    // as Windows 10 2004 and 20H2 are. June 2022's KB5014699 is listed for Windows 10 20H2,
+    // 21H2 and Server 20H2 (Server 2004 left servicing in December 2021 with KB5008212);
+    // through the branch it is what a Windows 10 2004 machine at 19041.1288 misses, and
+    // what a Server 2004 machine at the same build misses too.
+    static JUN_2022: OnceLock<Catalog> = OnceLock::new();
+    let catalog = JUN_2022.get_or_init(|| {
+        kbgap_service::compile(documents(), Some(time::macros::date!(2022 - 06 - 30)))
+    });
+    let client = explain(
+        catalog,
+        &machine("windows_10", "10.0.19041.1288", Arch::X64),
+    );
+    assert_eq!(missing(&client, "windows_10"), vec![5014699]);
+    let server = explain(
+        catalog,
+        &machine("windows_server_2004", "10.0.19041.1288", Arch::X64),
+    );
+    assert_eq!(missing(&server, "windows_server_2004"), vec![5014699]);
+    // The evidence says which product the update was listed for.
+    let listed = server
+        .kbs
+        .iter()
+        .find(|k| k.verdict.kb == kb(5014699))
+        .unwrap();
+    assert!(listed
+        .products
+        .iter()
+        .all(|p| p.starts_with("Windows Server, version 20H2")));
+    // Server 20H2 at the same revision of its own build misses the same update.
+    let sibling = explain(
+        catalog,
+        &machine("windows_server_20h2", "10.0.19042.1288", Arch::X64),
+    );
+    assert_eq!(missing(&sibling, "windows_server_20h2"), vec![5014699]);
+}
