@@ -208,6 +208,11 @@ struct SoftwareEntries {
     /// Every KB its evaluation can look at: its entries' KBs and every KB of its
     /// supersedence scopes (edges and chains, on every architecture).
     kbs: HashSet<KbId>,
+    /// For a component on a Windows host (.NET Framework): the (host OS, branch) pairs on
+    /// which none of its KBs is an OS update, where it is evaluated apart from the OS's own
+    /// updates, with the OS facts it reads. (On early Windows 10 versions .NET's fixes
+    /// shipped inside the OS's cumulative updates; later they are updates of their own.)
+    component_apart_on: HashSet<(SoftwareId, Branch)>,
 }
 
 impl SoftwareEntries {
@@ -497,7 +502,7 @@ impl Catalog {
 
         demote_non_rollups(&mut entries, &kbs);
         let paths = servicing::assign(&mut entries, release_doc, &mut repairs);
-        let os_software = entries
+        let os_software: BTreeSet<SoftwareId> = entries
             .iter()
             .filter_map(|e| e.class.host.as_ref())
             .map(|h| h.software.clone())
@@ -779,6 +784,42 @@ impl Catalog {
                 index.kbs.insert(e.kb);
             }
         }
+        // Components whose updates are their own: no KB of theirs is an OS update (Internet
+        // Explorer on Windows 10 rides the LCU and stays with the OS).
+        let mut os_kbs: HashMap<(SoftwareId, Branch), HashSet<KbId>> = HashMap::new();
+        for e in &entries {
+            if let Some(h) = e
+                .class
+                .host
+                .as_ref()
+                .filter(|h| h.software == e.class.software)
+            {
+                os_kbs
+                    .entry((h.software.clone(), Branch::of(h.build)))
+                    .or_default()
+                    .insert(e.kb);
+            }
+        }
+        for (software, index) in by_software.iter_mut() {
+            if !index.hostless.is_empty() || os_software.contains(software) {
+                continue;
+            }
+            let mut shares: HashMap<(SoftwareId, Branch), bool> = HashMap::new();
+            for &i in &index.all {
+                let e = &entries[i];
+                let Some(h) = &e.class.host else { continue };
+                let key = (h.software.clone(), Branch::of(h.build));
+                let shared = os_kbs.get(&key).is_some_and(|k| k.contains(&e.kb));
+                *shares.entry(key).or_default() |= shared;
+            }
+            index.component_apart_on = shares
+                .into_iter()
+                .filter(|(_, shared)| !shared)
+                .map(|(key, _)| key)
+                .collect();
+        }
+        // The OS part keeps the KBs of every software it may evaluate (a component is
+        // evaluated apart only on some OS versions).
         let os_group_kbs = by_software
             .values()
             .filter(|s| !s.apart())
@@ -816,6 +857,16 @@ impl Catalog {
     /// never the OS build or the OS's updates.
     pub fn evaluated_apart(&self, software: &SoftwareId) -> bool {
         self.by_software.get(software).is_some_and(|s| s.apart())
+    }
+
+    /// Whether a component on a Windows host is evaluated apart from the OS's own updates:
+    /// none of its KBs is an OS update (.NET Framework; not Internet Explorer on Windows 10,
+    /// whose updates are the OS's cumulative updates). Its verdicts read the OS facts (build,
+    /// revision, architecture), its own version, installed updates and list scope.
+    pub fn component_apart(&self, software: &SoftwareId, os: &SoftwareId, branch: Branch) -> bool {
+        self.by_software
+            .get(software)
+            .is_some_and(|s| s.component_apart_on.contains(&(os.clone(), branch)))
     }
 
     /// Whether the evaluation of a software evaluated apart can look at a KB: one of its

@@ -144,10 +144,14 @@ pub fn evaluate(catalog: &Catalog, machine: &MachineFacts) -> Evaluation {
 /// restart (the `software` set is the whole machine's, which [`parts::merge`] fills in).
 pub fn evaluate_part(catalog: &Catalog, part: &Part) -> Evaluation {
     match part {
-        Part::Os(machine) => Analysis::run(catalog, machine, None, false).evaluation,
+        Part::Os(machine) => Analysis::run(catalog, machine, Scope::Os, false).evaluation,
+        Part::Component(component) => {
+            let machine = component.as_machine();
+            Analysis::run(catalog, &machine, Scope::Component, false).evaluation
+        }
         Part::Product(product) => {
             let machine = product.as_machine();
-            Analysis::run(catalog, &machine, Some(product.arch), false).evaluation
+            Analysis::run(catalog, &machine, Scope::Product(product.arch), false).evaluation
         }
     }
 }
@@ -158,8 +162,9 @@ pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
     let mut kbs = Vec::new();
     for part in parts::split(catalog, machine) {
         let (evaluation, mut of_part) = match &part {
-            Part::Os(m) => explain_part(catalog, m, None),
-            Part::Product(p) => explain_part(catalog, &p.as_machine(), Some(p.arch)),
+            Part::Os(m) => explain_part(catalog, m, Scope::Os),
+            Part::Component(c) => explain_part(catalog, &c.as_machine(), Scope::Component),
+            Part::Product(p) => explain_part(catalog, &p.as_machine(), Scope::Product(p.arch)),
         };
         evaluations.push(evaluation);
         kbs.append(&mut of_part);
@@ -171,14 +176,13 @@ pub fn explain(catalog: &Catalog, machine: &MachineFacts) -> Explanation {
     }
 }
 
-/// One part's evaluation with the evidence of each of its applicable KBs. `product_arch` is
-/// given for a product evaluated apart from the OS (then `machine` has no OS).
+/// One part's evaluation with the evidence of each of its applicable KBs.
 fn explain_part(
     catalog: &Catalog,
     machine: &MachineFacts,
-    product_arch: Option<Arch>,
+    scope: Scope,
 ) -> (Evaluation, Vec<KbExplanation>) {
-    let a = Analysis::run(catalog, machine, product_arch, true);
+    let a = Analysis::run(catalog, machine, scope, true);
     let mut kbs = Vec::with_capacity(a.verdicts.len());
     for (kb, verdict) in &a.verdicts {
         let entries = &a.applicable[kb];
@@ -225,12 +229,26 @@ struct Located<'a> {
     path: Option<u32>,
 }
 
+/// What one run of the analysis evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The OS and the software it hosts.
+    Os,
+    /// The machine's one software beside its OS: a component whose updates are its own.
+    Component,
+    /// A product alone, on a machine of this architecture (`machine` has no OS).
+    Product(Arch),
+}
+
 struct Analysis<'a> {
     machine: &'a MachineFacts,
     /// The OS, for the part of the OS and the software it hosts; `None` for a product
     /// evaluated apart, whose verdicts never read the OS build.
     os: Option<&'a OsFacts>,
     arch: Arch,
+    /// The software whose newest installed update decides between Security Only and
+    /// cumulative alternatives: the OS, or a component evaluated on its own.
+    track_of: Option<SoftwareId>,
     /// Per product named without a host: the machine's build of it, located.
     located: HashMap<&'a SoftwareId, Located<'a>>,
     applicable: BTreeMap<KbId, Vec<&'a Entry>>,
@@ -242,19 +260,22 @@ struct Analysis<'a> {
 }
 
 impl<'a> Analysis<'a> {
-    /// Evaluates the OS part `machine`, or with `product_arch`, a product alone (`machine`
-    /// then has no OS and that product as its only software).
     fn run(
         catalog: &'a Catalog,
         machine: &'a MachineFacts,
-        product_arch: Option<Arch>,
+        scope: Scope,
         detail: bool,
     ) -> Analysis<'a> {
         let os = machine.os.as_ref();
+        let product_arch = match scope {
+            Scope::Product(arch) => Some(arch),
+            _ => None,
+        };
         let mut a = Analysis {
             machine,
             os,
             arch: product_arch.or(os.map(|o| o.arch)).unwrap_or(Arch::X64),
+            track_of: None,
             located: HashMap::new(),
             applicable: BTreeMap::new(),
             verdicts: BTreeMap::new(),
@@ -268,9 +289,20 @@ impl<'a> Analysis<'a> {
         if os.is_none() && product_arch.is_none() {
             return a;
         }
-        if let Some(os) = os {
+        if let (Some(os), Scope::Os) = (os, scope) {
             a.evaluation.software.insert(os.software.clone());
         }
+        // The software whose newest installed update says which track it follows: the OS,
+        // or a component on its own.
+        a.track_of = match scope {
+            Scope::Os => os.map(|o| o.software.clone()),
+            Scope::Component => machine
+                .software
+                .keys()
+                .find(|s| os.is_none_or(|o| &o.software != *s))
+                .cloned(),
+            Scope::Product(_) => None,
+        };
         // A product evaluated apart has only entries named without a host: no branch.
         let branch = os.map_or(Branch(0), |o| Branch::of(o.build));
         let arch = a.arch;
@@ -490,8 +522,9 @@ impl<'a> Analysis<'a> {
             }
         }
         let so_track = self
-            .os
-            .is_some_and(|os| self.on_security_only_track(catalog, os));
+            .track_of
+            .as_ref()
+            .is_some_and(|s| self.on_security_only_track(catalog, s));
 
         for software in &self.evaluation.software {
             let of_software = |entries: &[&'a Entry]| -> Vec<&'a Entry> {
@@ -693,8 +726,8 @@ impl<'a> Analysis<'a> {
         })
     }
 
-    /// Whether the machine's newest installed OS update is a Security Only update.
-    fn on_security_only_track(&self, catalog: &Catalog, os: &OsFacts) -> bool {
+    /// Whether the machine's newest installed update of `software` is a Security Only update.
+    fn on_security_only_track(&self, catalog: &Catalog, software: &SoftwareId) -> bool {
         self.machine
             .installed_kbs
             .iter()
@@ -702,7 +735,7 @@ impl<'a> Analysis<'a> {
                 let entries = self.applicable.get(kb)?;
                 let os_entries: Vec<_> = entries
                     .iter()
-                    .filter(|e| e.class.software == os.software)
+                    .filter(|e| &e.class.software == software)
                     .collect();
                 let track = os_entries.first()?.track;
                 Some((catalog.kb(*kb)?.release_date, track))

@@ -307,3 +307,37 @@ fn a_product_is_not_patched_by_another_products_update_for_the_same_cve() {
     // The evaluation the service stores agrees with the explanation.
     assert_eq!(kbgap_domain::evaluate(catalog, &m), e.evaluation);
 }
+
+#[test]
+fn a_machine_is_evaluated_in_parts_that_agree_with_the_whole() {
+    // Windows 10 22H2 with .NET Framework 3.5/4.8 (whose updates there are their own KBs,
+    // never the OS's cumulative update), SQL Server and Office: the OS, the .NET component
+    // and each product are separate parts, and the evaluation of the parts is the machine's.
+    let m = workstation(&[
+        (".net_framework", "3.5|4.8"),
+        ("sql_server", "15.0.2101.7"),
+        ("office", "16.0.5413.1000"),
+    ]);
+    let parts = kbgap_domain::parts::split(jan_2024(), &m);
+    let kinds: Vec<String> = parts
+        .iter()
+        .map(|p| match p {
+            kbgap_domain::Part::Os(f) => format!("os {}", f.software.len()),
+            kbgap_domain::Part::Component(c) => format!("component {}", c.software),
+            kbgap_domain::Part::Product(p) => format!("product {}", p.software),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "os 1",
+            "component microsoft-_-.net_framework",
+            "product microsoft-_-office",
+            "product microsoft-_-sql_server",
+        ]
+    );
+    let e = kbgap_domain::evaluate(jan_2024(), &m);
+    assert_eq!(e.missing[&sw(".net_framework")], [kb(5034275)].into());
+    assert_eq!(e.missing[&sw("sql_server")], [kb(5029377)].into());
+    assert_eq!(e, explain(jan_2024(), &m).evaluation);
+}
