@@ -6,6 +6,8 @@
 mod postgres;
 mod rows;
 mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};

@@ -76,7 +76,31 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
             }
             m
         }
-        None => e.to_string(),
+        None => {
+            // The client's own errors keep their cause apart from their message.
+            let mut m = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                m.push_str(": ");
+                m.push_str(&c.to_string());
+                cause = c.source();
+            }
+            m
+        }
+    }
+}
+
+/// `message` without the password of `url`, should the message repeat it.
+fn redact_password(message: &str, url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let password = rest
+        .split_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => message.replace(p, "***"),
+        None => message.to_string(),
     }
 }
 
@@ -129,17 +153,16 @@ impl PostgresStore {
     /// migrations. Tables live in the connection's current schema (the first of its
     /// `search_path`, which the URL may set with `options=-csearch_path%3D…`).
     pub fn open(url: &str) -> Result<PostgresStore> {
-        let scheme_ok = ["postgres://", "postgresql://"]
-            .iter()
-            .any(|s| url.len() >= s.len() && url[..s.len()].eq_ignore_ascii_case(s));
-        if !scheme_ok {
+        // Only the URL form: the client's other (key=value) form would repeat the text it
+        // cannot parse, password included, in its error.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::InvalidUrl(
                 "expected a URL starting with postgres:// or postgresql://".into(),
             ));
         }
-        let mut config: Config = url
-            .parse()
-            .map_err(|e: postgres::Error| StoreError::InvalidUrl(e.to_string()))?;
+        let mut config: Config = url.parse().map_err(|e: postgres::Error| {
+            StoreError::InvalidUrl(redact_password(&describe(&e), url))
+        })?;
         if config.get_hosts().is_empty() {
             return Err(StoreError::InvalidUrl(
                 "the URL names no host, e.g. postgres://user@127.0.0.1:5432/kbgap".into(),
@@ -250,7 +273,10 @@ fn migrate(client: &mut Client) -> Result<()> {
          )",
     )?;
     let found: i64 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
         .get(0);
     let known = MIGRATIONS.len() as i64;
     if found > known {
@@ -658,10 +684,8 @@ impl Store for PostgresStore {
                 let snapshot: Vec<&str> = batch.iter().map(|m| m.snapshot.as_str()).collect();
                 let is_counted: Vec<bool> =
                     batch.iter().map(|m| m.last_seen >= active_since).collect();
-                let pending: Vec<bool> = batch
-                    .iter()
-                    .map(|m| m.evaluation.pending_restart)
-                    .collect();
+                let pending: Vec<bool> =
+                    batch.iter().map(|m| m.evaluation.pending_restart).collect();
                 tx.execute(
                     "INSERT INTO machines
                      (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart)
@@ -832,5 +856,55 @@ impl Store for PostgresStore {
             c.query_one("SELECT 1", &[])?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(url: &str) -> String {
+        match PostgresStore::open(url) {
+            Err(e @ (StoreError::InvalidUrl(_) | StoreError::Unreachable { .. })) => e.to_string(),
+            other => panic!("{url}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unusable_urls_are_refused_without_their_password() {
+        for (url, says) in [
+            (
+                "mysql://kbgap:s3cret@127.0.0.1/kbgap",
+                "invalid database URL: expected a URL starting with postgres:// or postgresql://",
+            ),
+            (
+                "postgres://kbgap:s3cret@/kbgap",
+                "invalid database URL: the URL names no host, e.g. postgres://user@127.0.0.1:5432/kbgap",
+            ),
+            (
+                "postgres://kbgap:s3cret@127.0.0.1:port/kbgap",
+                "invalid database URL: invalid connection string: invalid value for option `port`",
+            ),
+            (
+                "postgresql://kbgap:s3cret@127.0.0.1:1/kbgap?connect_timeout=2",
+                "cannot connect to PostgreSQL at 127.0.0.1:1: error connecting to server: Connection refused",
+            ),
+            (
+                "POSTGRES://kbgap:s3cret@127.0.0.1/kbgap?connect_timeout=2",
+                "invalid database URL: expected a URL starting with postgres:// or postgresql://",
+            ),
+            (
+                "postgres://kbgap:s3cret@127.0.0.1:1,[::1]/kbgap?connect_timeout=2",
+                "cannot connect to PostgreSQL at 127.0.0.1:1,[::1]:5432: ",
+            ),
+            (
+                "postgres://kbgap:s3cret@127.0.0.1/kbgap?s3cret=1",
+                "invalid database URL: invalid connection string: unknown option `***`",
+            ),
+        ] {
+            let e = refused(url);
+            assert!(e.starts_with(says), "{url}: {e}");
+            assert!(!e.contains("s3cret"), "{url}: {e}");
+        }
     }
 }

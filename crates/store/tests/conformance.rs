@@ -11,9 +11,10 @@ use std::sync::Arc;
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
 use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};
+use kbgap_store::test_support::TestSchema;
 use kbgap_store::{
-    Backend, CatalogState, ImportSummary, MachineRecord, MissingCount, PostgresStore,
-    SqliteStore, Store, StoreError,
+    Backend, CatalogState, ImportSummary, MachineRecord, MissingCount, PostgresStore, SqliteStore,
+    Store, StoreError,
 };
 use time::macros::{date, datetime};
 use time::PrimitiveDateTime;
@@ -29,7 +30,7 @@ struct Fixture {
 
 enum Db {
     Sqlite(tempfile::TempDir),
-    Postgres(PgSchema),
+    Postgres(TestSchema),
 }
 
 impl Fixture {
@@ -43,8 +44,8 @@ impl Fixture {
     }
 
     fn postgres() -> Option<Fixture> {
-        let schema = PgSchema::create()?;
-        let store = PostgresStore::open(&schema.url).unwrap();
+        let schema = TestSchema::create()?;
+        let store = PostgresStore::open(schema.url()).unwrap();
         Some(Fixture {
             store: Box::new(store),
             db: Db::Postgres(schema),
@@ -60,7 +61,7 @@ impl Fixture {
     fn fresh_db(&self) -> Db {
         match self.db {
             Db::Sqlite(_) => Db::Sqlite(tempfile::tempdir().unwrap()),
-            Db::Postgres(_) => Db::Postgres(PgSchema::create().unwrap()),
+            Db::Postgres(_) => Db::Postgres(TestSchema::create().unwrap()),
         }
     }
 
@@ -72,9 +73,12 @@ impl Fixture {
                 c.pragma_update(None, "user_version", version).unwrap();
             }
             Db::Postgres(s) => {
-                let mut c = s.admin();
+                let mut c = s.connect();
                 c.execute(
-                    &format!("INSERT INTO {}.schema_migrations (version) VALUES ($1)", s.name),
+                    &format!(
+                        "INSERT INTO {}.schema_migrations (version) VALUES ($1)",
+                        s.name()
+                    ),
                     &[&version],
                 )
                 .unwrap();
@@ -94,75 +98,8 @@ impl Db {
     fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
             Db::Sqlite(dir) => Box::new(SqliteStore::open(dir.path())?),
-            Db::Postgres(s) => Box::new(PostgresStore::open(&s.url)?),
+            Db::Postgres(s) => Box::new(PostgresStore::open(s.url())?),
         })
-    }
-}
-
-fn postgres_url() -> String {
-    std::env::var("KBGAP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A schema of its own for one test, dropped with it, so that tests run in parallel.
-struct PgSchema {
-    admin_url: String,
-    name: String,
-    /// The server URL with the schema as `search_path`.
-    url: String,
-}
-
-impl PgSchema {
-    fn create() -> Option<PgSchema> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let admin_url = postgres_url();
-        let mut config: ::postgres::Config = admin_url.parse().expect("KBGAP_TEST_POSTGRES_URL");
-        config.connect_timeout(std::time::Duration::from_secs(5));
-        let mut admin = match config.connect(::postgres::NoTls) {
-            Ok(c) => c,
-            Err(e) => {
-                if std::env::var("KBGAP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                    panic!(
-                        "PostgreSQL is required (KBGAP_TEST_REQUIRE_SERVICES=1) but {admin_url} \
-                         cannot be reached: {e}"
-                    );
-                }
-                eprintln!("skipping: PostgreSQL at {admin_url} cannot be reached: {e}");
-                return None;
-            }
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "kbgap_test_{}_{}_{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        let sep = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!("{admin_url}{sep}options=-csearch_path%3D{name}");
-        Some(PgSchema {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    fn admin(&self) -> ::postgres::Client {
-        ::postgres::Client::connect(&self.admin_url, ::postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if let Ok(mut c) = ::postgres::Client::connect(&self.admin_url, ::postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
     }
 }
 
@@ -270,7 +207,12 @@ fn feb() -> CvrfDocument {
     doc(
         "2024-Feb",
         datetime!(2024-02-13 08:00:00),
-        vec![fix("CVE-2024-0003", 5034763, "11568", Some("10.0.19044.4046"))],
+        vec![fix(
+            "CVE-2024-0003",
+            5034763,
+            "11568",
+            Some("10.0.19044.4046"),
+        )],
     )
 }
 
@@ -469,10 +411,7 @@ fn only_a_newer_revision_replaces_a_document(f: &Fixture) {
     // Planning writes nothing.
     assert_eq!(s.catalog_state().unwrap().generation, 1);
     assert_eq!(s.load_documents().unwrap(), vec![jan()]);
-    assert_eq!(
-        import(s, &[newer.clone()]),
-        stored(&["2024-Jan"], &[])
-    );
+    assert_eq!(import(s, &[newer.clone()]), stored(&["2024-Jan"], &[]));
     assert_eq!(s.load_documents().unwrap(), vec![newer.clone()]);
     // An import skipping everything still bumps the generation.
     assert_eq!(import(s, &[jan()]), stored(&[], &["2024-Jan"]));
@@ -532,10 +471,7 @@ fn a_failed_import_keeps_what_was_stored(f: &Fixture) {
     // The same machine twice among the results breaks a key after the documents, the KB
     // table and the cut date were written: the whole import is rolled back.
     let m1 = machine("m1", NOW, eval(&[W10, EDGE], &[(EDGE, &[5034127])], &[]));
-    let results = vec![
-        (tenant("contoso"), m1.clone()),
-        (tenant("contoso"), m1),
-    ];
+    let results = vec![(tenant("contoso"), m1.clone()), (tenant("contoso"), m1)];
     let state = s.catalog_state().unwrap();
     let err = s
         .import_catalog(
@@ -570,7 +506,11 @@ fn put_machines_replaces_results_and_counts(f: &Fixture) {
             machine(
                 "m1",
                 NOW,
-                eval(&[W10, EDGE], &[(W10, &[5034122, 5034441]), (EDGE, &[5034127])], &[]),
+                eval(
+                    &[W10, EDGE],
+                    &[(W10, &[5034122, 5034441]), (EDGE, &[5034127])],
+                    &[],
+                ),
             ),
             machine("m2", NOW, eval(&[W10], &[(W10, &[5034122])], &[])),
         ],
@@ -586,10 +526,7 @@ fn put_machines_replaces_results_and_counts(f: &Fixture) {
         "contoso",
         &[machine("m1", NOW, eval(&[W10], &[(W10, &[5034763])], &[]))],
     );
-    assert_eq!(
-        counts(s, "contoso", W10),
-        vec![(5034122, 1), (5034763, 1)]
-    );
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 1)]);
     assert_eq!(counts(s, "contoso", EDGE), vec![]);
     assert!(!known(s, "contoso", EDGE));
     assert_eq!(s.catalog_state().unwrap().inventory, 2);
@@ -680,7 +617,11 @@ fn inactive_machines_are_stored_but_not_counted(f: &Fixture) {
     put(
         s,
         "contoso",
-        &[machine("old", ACTIVE_SINCE, eval(&[W10], &[(W10, &[5034122])], &[W10]))],
+        &[machine(
+            "old",
+            ACTIVE_SINCE,
+            eval(&[W10], &[(W10, &[5034122])], &[W10]),
+        )],
     );
     assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1)]);
     assert_eq!(indeterminate(s, "contoso", W10), vec!["old"]);
@@ -688,7 +629,11 @@ fn inactive_machines_are_stored_but_not_counted(f: &Fixture) {
     put(
         s,
         "contoso",
-        &[machine("old", 10, eval(&[W10], &[(W10, &[5034122])], &[W10]))],
+        &[machine(
+            "old",
+            10,
+            eval(&[W10], &[(W10, &[5034122])], &[W10]),
+        )],
     );
     assert_eq!(counts(s, "contoso", W10), vec![]);
     assert!(!known(s, "contoso", W10));
@@ -754,14 +699,30 @@ fn sweep_stops_counting_machines_not_seen_since(f: &Fixture) {
         s,
         "contoso",
         &[
-            machine("early", 1_100, eval(&[W10, EDGE], &[(W10, &[5034122]), (EDGE, &[5034127])], &[W10])),
-            machine("late", 1_500, eval(&[W10], &[(W10, &[5034122, 5034441])], &[W10])),
+            machine(
+                "early",
+                1_100,
+                eval(
+                    &[W10, EDGE],
+                    &[(W10, &[5034122]), (EDGE, &[5034127])],
+                    &[W10],
+                ),
+            ),
+            machine(
+                "late",
+                1_500,
+                eval(&[W10], &[(W10, &[5034122, 5034441])], &[W10]),
+            ),
         ],
     );
     put(
         s,
         "fabrikam",
-        &[machine("early", 1_100, eval(&[W10], &[(W10, &[5034122])], &[]))],
+        &[machine(
+            "early",
+            1_100,
+            eval(&[W10], &[(W10, &[5034122])], &[]),
+        )],
     );
     assert_eq!(s.catalog_state().unwrap().inventory, 2);
     assert_eq!(s.sweep(1_200).unwrap(), 2);
@@ -779,7 +740,11 @@ fn sweep_stops_counting_machines_not_seen_since(f: &Fixture) {
     put(
         s,
         "contoso",
-        &[machine("early", NOW, eval(&[W10], &[(W10, &[5034122])], &[]))],
+        &[machine(
+            "early",
+            NOW,
+            eval(&[W10], &[(W10, &[5034122])], &[]),
+        )],
     );
     assert_eq!(counts(s, "contoso", W10), vec![(5034122, 2), (5034441, 1)]);
     assert_eq!(s.sweep(NOW + 1).unwrap(), 2);
@@ -800,7 +765,11 @@ fn a_catalog_import_rewrites_results_and_rebuilds_counts(f: &Fixture) {
     put(
         s,
         "fabrikam",
-        &[machine("f1", 1_500, eval(&[W10], &[(W10, &[5034122])], &[]))],
+        &[machine(
+            "f1",
+            1_500,
+            eval(&[W10], &[(W10, &[5034122])], &[]),
+        )],
     );
     let state = s.catalog_state().unwrap();
     // Re-evaluated under the new catalog: m1 misses Feb's KB too and is decided, m2 misses
@@ -809,9 +778,16 @@ fn a_catalog_import_rewrites_results_and_rebuilds_counts(f: &Fixture) {
     let results = vec![
         (
             tenant("contoso"),
-            machine("m1", 1_500, eval(&[W10], &[(W10, &[5034122, 5034763])], &[])),
+            machine(
+                "m1",
+                1_500,
+                eval(&[W10], &[(W10, &[5034122, 5034763])], &[]),
+            ),
         ),
-        (tenant("contoso"), machine("m2", 1_500, eval(&[W10], &[], &[W10]))),
+        (
+            tenant("contoso"),
+            machine("m2", 1_500, eval(&[W10], &[], &[W10])),
+        ),
         (
             tenant("fabrikam"),
             machine("f1", 1_500, eval(&[W10], &[(W10, &[5034763])], &[])),
@@ -821,10 +797,7 @@ fn a_catalog_import_rewrites_results_and_rebuilds_counts(f: &Fixture) {
         .import_catalog(&[jan(), feb()], &[], None, state, &results, 1_400)
         .unwrap();
     assert_eq!(summary, stored(&["2024-Feb", "2024-Jan"], &[]));
-    assert_eq!(
-        counts(s, "contoso", W10),
-        vec![(5034122, 1), (5034763, 1)]
-    );
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 1)]);
     assert_eq!(indeterminate(s, "contoso", W10), vec!["m2"]);
     assert_eq!(counts(s, "fabrikam", W10), vec![(5034763, 1)]);
     let state = s.catalog_state().unwrap();
@@ -860,9 +833,17 @@ fn tenants_never_see_each_other(f: &Fixture) {
     put(
         s,
         "contoso",
-        &[machine("shared-id", NOW, eval(&[W10], &[(W10, &[5034122])], &[W10]))],
+        &[machine(
+            "shared-id",
+            NOW,
+            eval(&[W10], &[(W10, &[5034122])], &[W10]),
+        )],
     );
-    let mut other = machine("shared-id", NOW, eval(&[EDGE], &[(EDGE, &[5034127])], &[EDGE]));
+    let mut other = machine(
+        "shared-id",
+        NOW,
+        eval(&[EDGE], &[(EDGE, &[5034127])], &[EDGE]),
+    );
     other.snapshot = "fabrikam's".into();
     put(s, "fabrikam", &[other]);
     assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1)]);
@@ -879,7 +860,11 @@ fn tenants_never_see_each_other(f: &Fixture) {
         Some("fabrikam's".into())
     );
     // Replacing and deleting in one tenant leaves the other alone.
-    put(s, "contoso", &[machine("shared-id", NOW, eval(&[W10], &[], &[]))]);
+    put(
+        s,
+        "contoso",
+        &[machine("shared-id", NOW, eval(&[W10], &[], &[]))],
+    );
     assert_eq!(counts(s, "fabrikam", EDGE), vec![(5034127, 1)]);
     assert!(s
         .delete_machine(&tenant("contoso"), &mid("shared-id"))
@@ -927,7 +912,11 @@ fn snapshots_round_trip_and_machines_list_in_byte_order(f: &Fixture) {
     assert_eq!(
         all,
         vec![
-            ("tenant-a".into(), "z".into(), machine("z", NOW, eval(&[], &[], &[])).snapshot),
+            (
+                "tenant-a".into(),
+                "z".into(),
+                machine("z", NOW, eval(&[], &[], &[])).snapshot
+            ),
             (
                 "tenant-b".into(),
                 "B-machine".into(),
@@ -949,7 +938,11 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused(f: &Fixture) {
     put(
         s,
         "contoso",
-        &[machine("m1", NOW, eval(&[W10], &[(W10, &[5034122])], &[W10]))],
+        &[machine(
+            "m1",
+            NOW,
+            eval(&[W10], &[(W10, &[5034122])], &[W10]),
+        )],
     );
     let before = everything(s);
     let again = f.reopen().unwrap();
@@ -959,7 +952,10 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused(f: &Fixture) {
     f.set_schema_version(2);
     match f.reopen() {
         Err(StoreError::SchemaTooNew { found, known }) => assert_eq!((found, known), (2, 1)),
-        other => panic!("expected a newer schema to be refused, got {:?}", other.map(|_| ())),
+        other => panic!(
+            "expected a newer schema to be refused, got {:?}",
+            other.map(|_| ())
+        ),
     }
     // What was open goes on working.
     assert_eq!(everything(s), before);
