@@ -152,8 +152,8 @@ impl From<kbgap_service::ServiceError> for ApiError {
         use kbgap_service::ServiceError;
         match e {
             ServiceError::Snapshot(s) => ApiError::InvalidRequestBody(s.to_string()),
-            ServiceError::Store(kbgap_store::StoreError::Database(d)) => {
-                tracing::error!(error = %d, "storage failed");
+            ServiceError::Store(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "storage failed");
                 ApiError::ServiceUnavailable("Storage is unavailable; retry later.".into())
             }
             other => ApiError::Internal(other.to_string()),

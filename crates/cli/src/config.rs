@@ -19,6 +19,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    /// `postgres://…`: store everything in PostgreSQL instead of SQLite in the data directory.
+    pub database_url: Option<String>,
     #[serde(default)]
     pub server: ServerFile,
     #[serde(default)]
@@ -151,6 +153,41 @@ pub const DEFAULT_DATA_DIR: &str = "kbgap-data";
 pub fn data_dir(flag: Option<PathBuf>, file: &FileConfig) -> PathBuf {
     flag.or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// Where kbgap keeps its data: the store is PostgreSQL when a database URL is given, else
+/// SQLite in the data directory, which also holds the development issuer's key and the
+/// catalog sync state either way.
+pub struct Storage {
+    pub data_dir: PathBuf,
+    /// May hold a password: never printed.
+    pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Resolves the storage settings; an empty database URL counts as none.
+pub fn storage(
+    data_dir_flag: Option<PathBuf>,
+    database_url_flag: Option<String>,
+    file: &FileConfig,
+) -> Storage {
+    Storage {
+        data_dir: data_dir(data_dir_flag, file),
+        database_url: database_url_flag
+            .or_else(|| file.database_url.clone())
+            .filter(|u| !u.trim().is_empty()),
+    }
 }
 
 /// Server flags, each overriding the file.

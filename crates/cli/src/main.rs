@@ -5,13 +5,13 @@ mod commands;
 mod config;
 mod demo;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kbgap_store::{SqliteStore, Store};
+use kbgap_store::{PostgresStore, SqliteStore, Store};
 
 use crate::commands::catalog::CatalogCommand;
 use crate::commands::inventory::InventoryCommand;
@@ -38,6 +38,17 @@ struct Cli {
     /// Directory of the embedded database and the development issuer key [default: ./kbgap-data].
     #[arg(long, env = "KBGAP_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Store everything in this PostgreSQL database instead of SQLite in the data directory,
+    /// e.g. postgres://kbgap:PASSWORD@db.contoso.com:5432/kbgap; several replicas may share
+    /// one. Migrations are applied when the store is opened.
+    #[arg(
+        long,
+        env = "KBGAP_DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
     /// Log format: text for terminals, json for log collectors.
     #[arg(
         long,
@@ -121,19 +132,23 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let file = config::load_file(cli.config.as_deref())?;
-    let data_dir = config::data_dir(cli.data_dir, &file);
+    let storage = config::storage(cli.data_dir, cli.database_url, &file);
     match cli.command {
         Command::Serve(flags) => {
-            let store = open_store(&data_dir)?;
+            let store = open_store(&storage)?;
             runtime()?.block_on(commands::serve::serve(
-                store, &data_dir, &flags, &file, None,
+                store,
+                &storage.data_dir,
+                &flags,
+                &file,
+                None,
             ))
         }
-        Command::Catalog(cmd) => commands::catalog::run(cmd, &data_dir),
-        Command::Inventory(cmd) => commands::inventory::run(cmd, &data_dir),
-        Command::Explain(args) => commands::explain::run(&args, &data_dir),
-        Command::Token(args) => commands::token::run(&args, &data_dir, &file),
-        Command::Quickstart(args) => commands::quickstart::quickstart(&data_dir, &file, args),
+        Command::Catalog(cmd) => commands::catalog::run(cmd, &storage),
+        Command::Inventory(cmd) => commands::inventory::run(cmd, &storage),
+        Command::Explain(args) => commands::explain::run(&args, &storage),
+        Command::Token(args) => commands::token::run(&args, &storage.data_dir, &file),
+        Command::Quickstart(args) => commands::quickstart::quickstart(&storage, &file, args),
     }
 }
 
@@ -143,8 +158,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    Ok(Arc::new(store))
+/// Opens the store the configuration names: PostgreSQL if a database URL is given, else
+/// SQLite in the data directory.
+fn open_store(storage: &config::Storage) -> anyhow::Result<Arc<dyn Store>> {
+    match &storage.database_url {
+        Some(url) => {
+            let store = PostgresStore::open(url).context("cannot open the PostgreSQL store")?;
+            tracing::debug!(servers = store.target(), "opened the PostgreSQL store");
+            Ok(Arc::new(store))
+        }
+        None => {
+            let dir = &storage.data_dir;
+            let store = SqliteStore::open(dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
 }

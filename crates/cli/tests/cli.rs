@@ -280,3 +280,112 @@ fn explain_tells_why() {
         "0 active machine(s) indeterminate for microsoft-_-windows_10\n"
     );
 }
+
+#[test]
+fn a_database_url_that_cannot_be_used_is_refused_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, says) in [
+        (
+            // Nothing listens on port 1.
+            "postgres://kbgap:s3cret@127.0.0.1:1/kbgap",
+            "cannot connect to PostgreSQL at 127.0.0.1:1: ",
+        ),
+        (
+            "postgres://kbgap:s3cret@127.0.0.1:port/kbgap",
+            "invalid database URL: ",
+        ),
+        (
+            "mysql://kbgap:s3cret@127.0.0.1/kbgap",
+            "invalid database URL: expected a URL starting with postgres:// or postgresql://",
+        ),
+        (
+            "postgres://kbgap:s3cret@/kbgap",
+            "invalid database URL: the URL names no host",
+        ),
+    ] {
+        let o = kbgap(dir.path(), &["--database-url", url, "catalog", "status"]);
+        assert!(!o.status.success(), "{url}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("cannot open the PostgreSQL store"),
+            "{url}: {err}"
+        );
+        assert!(err.contains(says), "{url}: {err}");
+        assert!(!err.contains("s3cret"), "{url}: {err}");
+    }
+    // Nothing was created in the data directory.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // The flag is documented, and --help never shows the variable's value.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kbgap"))
+        .args(["serve", "--help"])
+        .env(
+            "KBGAP_DATABASE_URL",
+            "postgres://kbgap:s3cret@127.0.0.1/kbgap",
+        )
+        .output()
+        .unwrap();
+    let help = stdout(&o);
+    assert!(
+        help.contains("--database-url <URL>") && help.contains("KBGAP_DATABASE_URL"),
+        "{help}"
+    );
+    assert!(!help.contains("s3cret"), "{help}");
+}
+
+#[test]
+fn every_command_works_on_a_postgres_store() {
+    let Some(schema) = kbgap_store::test_support::TestSchema::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = schema.url();
+    let with_url = |args: &[&str]| {
+        let mut all = vec!["--database-url", url];
+        all.extend_from_slice(args);
+        kbgap(dir.path(), &all)
+    };
+    let o = with_url(&[
+        "catalog",
+        "import",
+        &format!("{FIXTURES}/2024-Jan-mini.xml"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = dir.path().join("m.json");
+    std::fs::write(&file, machine_json("pc-1", "10.0.19044.3803")).unwrap();
+    let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let o = with_url(&[
+        "inventory",
+        "import",
+        "--tenant",
+        tenant,
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("stored 1 machine(s) for tenant {tenant}\n")
+    );
+    // The environment variable names the same store.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kbgap"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["explain", "--tenant", tenant, "--machine", "pc-1"])
+        .env_remove("KBGAP_CONFIG")
+        .env("KBGAP_DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("missing for microsoft-_-windows_10: KB5034122\n"),
+        "{}",
+        stdout(&o)
+    );
+    let status = stdout(&with_url(&["catalog", "status"]));
+    assert!(
+        status.contains("generation: 1\n") && status.contains("KBs: 1\n"),
+        "{status}"
+    );
+    // Everything is in PostgreSQL: the data directory holds no database.
+    assert!(!dir.path().join("kbgap.sqlite").exists());
+}

@@ -1,19 +1,49 @@
 //! kbgap storage: the imported catalog documents, machine snapshots, per-machine results and
-//! the per-(tenant, software, KB) counts the API reads. One interface, [`Store`]; the embedded
-//! default is SQLite ([`SqliteStore`]).
+//! the per-(tenant, software, KB) counts the API reads. One interface, [`Store`], with two
+//! backends that pass the same conformance suite: the embedded default, SQLite
+//! ([`SqliteStore`]), and PostgreSQL ([`PostgresStore`]) for several replicas.
 
+mod postgres;
+mod rows;
 mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};
 use time::Date;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Which database a [`StoreError::Database`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// A statement failed: the database refused it or the connection broke.
+    #[error("{backend} error: {message}")]
+    Database { backend: Backend, message: String },
+    /// The database server cannot be reached (`target` is `host:port`, never credentials).
+    #[error("cannot connect to PostgreSQL at {target}: {message}")]
+    Unreachable { target: String, message: String },
+    /// The database URL cannot be used; the message never repeats the URL (it may hold a
+    /// password).
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
     #[error("cannot open the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -27,6 +57,34 @@ pub enum StoreError {
     StaleInventory,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the database, rather than the request, failed: the caller may retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database { .. } | StoreError::Unreachable { .. }
+        )
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database {
+            backend: Backend::Sqlite,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Database {
+            backend: Backend::Postgres,
+            message: postgres::describe(&e),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

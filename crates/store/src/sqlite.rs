@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kbgap_domain::catalog::KbInfo;
-use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
+use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime};
 
+use crate::rows::{self, CountDeltas, StoredFix};
 use crate::{CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
@@ -102,23 +103,27 @@ impl SqliteStore {
     }
 }
 
+/// Applies the migrations this kbgap knows and the file lacks, each in a write transaction
+/// that reads the version first: processes opening the file together apply each once.
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
-    if version > known {
-        return Err(StoreError::SchemaTooNew {
-            found: version,
-            known,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        }
+        let Some(sql) = MIGRATIONS.get(version as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
-        tracing::info!(migration = i + 1, "applied database migration");
+        tracing::info!(migration = version + 1, "applied database migration");
     }
-    Ok(())
 }
 
 fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
@@ -179,32 +184,18 @@ fn parse_dt(s: &str) -> Result<PrimitiveDateTime> {
 }
 
 /// Stored revisions of documents: id → current release.
-fn stored_revisions(conn: &Connection) -> Result<HashMap<String, String>> {
+fn stored_revisions(conn: &Connection) -> Result<HashMap<String, PrimitiveDateTime>> {
     let mut stmt = conn.prepare("SELECT id, current_release FROM documents")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut rows = stmt.query([])?;
+    let mut out = HashMap::new();
+    while let Some(r) = rows.next()? {
+        out.insert(r.get::<_, String>(0)?, parse_dt(&r.get::<_, String>(1)?)?);
+    }
+    Ok(out)
 }
 
 fn plan(conn: &Connection, docs: &[CvrfDocument]) -> Result<ImportSummary> {
-    let stored = stored_revisions(conn)?;
-    let mut summary = ImportSummary::default();
-    // Within one import, the newest revision of each document wins.
-    let mut newest: BTreeMap<&str, &CvrfDocument> = BTreeMap::new();
-    for d in docs {
-        match newest.get(d.id.as_str()) {
-            Some(prev) if prev.current_release >= d.current_release => {}
-            _ => {
-                newest.insert(&d.id, d);
-            }
-        }
-    }
-    for (id, d) in newest {
-        match stored.get(id) {
-            Some(cur) if *cur >= format_dt(d.current_release) => summary.skipped.push(id.into()),
-            _ => summary.stored.push(id.into()),
-        }
-    }
-    Ok(summary)
+    Ok(rows::plan(&stored_revisions(conn)?, docs))
 }
 
 fn write_document(tx: &Transaction, doc: &CvrfDocument) -> Result<()> {
@@ -218,46 +209,21 @@ fn write_document(tx: &Transaction, doc: &CvrfDocument) -> Result<()> {
             format_dt(doc.current_release)
         ],
     )?;
-    // One row per distinct remediation and product, with the vulnerabilities it fixes.
-    type Key<'a> = (
-        KbId,
-        &'a str,
-        &'a str,
-        Option<&'a str>,
-        Option<&'a str>,
-        Option<&'a str>,
-    );
-    let mut groups: BTreeMap<Key, Vec<&str>> = BTreeMap::new();
-    for f in &doc.fixes {
-        let cves = groups
-            .entry((
-                f.kb,
-                f.product_id.as_str(),
-                f.product_name.as_str(),
-                f.sub_type.as_deref(),
-                f.fixed_build.as_deref(),
-                f.supersedence.as_deref(),
-            ))
-            .or_default();
-        if !cves.contains(&f.cve.as_str()) {
-            cves.push(&f.cve);
-        }
-    }
     let mut stmt = tx.prepare_cached(
         "INSERT INTO document_fixes
          (document_id, kb, product_id, product_name, sub_type, fixed_build, supersedence, cves)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for ((kb, pid, pname, st, fb, sup), cves) in groups {
+    for g in rows::fix_groups(doc) {
         stmt.execute(params![
             doc.id,
-            kb.number(),
-            pid,
-            pname,
-            st,
-            fb,
-            sup,
-            cves.join(" ")
+            g.kb.number(),
+            g.product_id,
+            g.product_name,
+            g.sub_type,
+            g.fixed_build,
+            g.supersedence,
+            g.cves_joined()
         ])?;
     }
     Ok(())
@@ -309,53 +275,24 @@ fn write_results(tx: &Transaction, tenant: &str, m: &MachineRecord) -> Result<()
     Ok(())
 }
 
-/// The count changes of one ingestion batch, applied once per software and per (software,
-/// KB) when the batch is written: a fleet's machines share most of their software, so this
-/// is a few hundred upserts per batch instead of dozens per machine. Same transaction, same
-/// deltas, same end state as counting machine by machine.
-#[derive(Default)]
-struct CountDeltas {
-    software: HashMap<String, i64>,
-    missing: HashMap<(String, u32), i64>,
-}
-
-impl CountDeltas {
-    fn apply(&self, tx: &Transaction, tenant: &str) -> Result<()> {
-        let mut sw = tx.prepare_cached(
-            "INSERT INTO software_counts (tenant_id, software, machines) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant_id, software)
-             DO UPDATE SET machines = software_counts.machines + excluded.machines",
-        )?;
-        for (s, d) in self.software.iter().filter(|(_, d)| **d != 0) {
-            sw.execute(params![tenant, s, d])?;
-        }
-        let mut missing = tx.prepare_cached(
-            "INSERT INTO missing_counts (tenant_id, software, kb, machines) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant_id, software, kb)
-             DO UPDATE SET machines = missing_counts.machines + excluded.machines",
-        )?;
-        for ((s, kb), d) in self.missing.iter().filter(|(_, d)| **d != 0) {
-            missing.execute(params![tenant, s, kb, d])?;
-        }
-        // A key that only lost machines and had no row ends at or below zero and is pruned,
-        // as it would have stayed absent when counted one by one.
-        Ok(())
+fn apply_deltas(deltas: &CountDeltas, tx: &Transaction, tenant: &str) -> Result<()> {
+    let mut sw = tx.prepare_cached(
+        "INSERT INTO software_counts (tenant_id, software, machines) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant_id, software)
+         DO UPDATE SET machines = software_counts.machines + excluded.machines",
+    )?;
+    for (s, d) in deltas.software_changes() {
+        sw.execute(params![tenant, s, d])?;
     }
-}
-
-/// Adds a machine's contribution to the batch's count changes.
-fn count(deltas: &mut CountDeltas, m: &MachineRecord) {
-    for s in &m.evaluation.software {
-        *deltas.software.entry(s.as_str().to_string()).or_default() += 1;
+    let mut missing = tx.prepare_cached(
+        "INSERT INTO missing_counts (tenant_id, software, kb, machines) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id, software, kb)
+         DO UPDATE SET machines = missing_counts.machines + excluded.machines",
+    )?;
+    for (s, kb, d) in deltas.missing_changes() {
+        missing.execute(params![tenant, s, kb, d])?;
     }
-    for (s, kbs) in &m.evaluation.missing {
-        for kb in kbs {
-            *deltas
-                .missing
-                .entry((s.as_str().to_string(), kb.number()))
-                .or_default() += 1;
-        }
-    }
+    Ok(())
 }
 
 /// Subtracts a stored, counted machine's contribution, read from its stored results, from
@@ -370,7 +307,7 @@ fn uncount_into(
         "SELECT software FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2",
     )?;
     for s in sw.query_map(params![tenant, machine], |r| r.get::<_, String>(0))? {
-        *deltas.software.entry(s?).or_default() -= 1;
+        deltas.uncount_software(s?);
     }
     let mut missing = tx.prepare_cached(
         "SELECT software, kb FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2",
@@ -378,7 +315,8 @@ fn uncount_into(
     for row in missing.query_map(params![tenant, machine], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
     })? {
-        *deltas.missing.entry(row?).or_default() -= 1;
+        let (s, kb) = row?;
+        deltas.uncount_missing(s, kb);
     }
     Ok(())
 }
@@ -437,7 +375,7 @@ fn put_machine(
     ])?;
     write_results(tx, tenant, m)?;
     if counted {
-        count(deltas, m);
+        deltas.count(m);
     }
     Ok(())
 }
@@ -478,23 +416,16 @@ impl Store for SqliteStore {
                 let doc = docs
                     .get_mut(&doc_id)
                     .ok_or_else(|| corrupt(format!("fix of unknown document {doc_id}")))?;
-                let product_id: String = r.get(2)?;
-                let product_name: String = r.get(3)?;
-                let sub_type: Option<String> = r.get(4)?;
-                let fixed_build: Option<String> = r.get(5)?;
-                let supersedence: Option<String> = r.get(6)?;
-                let cves: String = r.get(7)?;
-                for cve in cves.split(' ').filter(|c| !c.is_empty()) {
-                    doc.fixes.push(VendorFix {
-                        cve: cve.to_string(),
-                        kb,
-                        product_id: product_id.clone(),
-                        product_name: product_name.clone(),
-                        sub_type: sub_type.clone(),
-                        fixed_build: fixed_build.clone(),
-                        supersedence: supersedence.clone(),
-                    });
+                StoredFix {
+                    kb,
+                    product_id: r.get(2)?,
+                    product_name: r.get(3)?,
+                    sub_type: r.get(4)?,
+                    fixed_build: r.get(5)?,
+                    supersedence: r.get(6)?,
+                    cves: r.get(7)?,
                 }
+                .expand_into(doc);
             }
             Ok(docs.into_values().collect())
         })
@@ -627,7 +558,7 @@ impl Store for SqliteStore {
             for m in machines {
                 put_machine(tx, tenant.as_str(), m, active_since, &mut deltas)?;
             }
-            deltas.apply(tx, tenant.as_str())?;
+            apply_deltas(&deltas, tx, tenant.as_str())?;
             bump_inventory(tx, &state)?;
             prune_counts(tx)
         })
@@ -698,7 +629,8 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT kb, machines FROM missing_counts
-                 WHERE tenant_id = ?1 AND software = ?2 AND machines > 0",
+                 WHERE tenant_id = ?1 AND software = ?2 AND machines > 0
+                 ORDER BY kb",
             )?;
             let rows = stmt.query_map(params![tenant.as_str(), software.as_str()], |r| {
                 Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?))

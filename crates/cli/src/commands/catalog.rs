@@ -11,6 +11,7 @@ use kbgap_service::{CatalogHolder, Retention};
 use kbgap_store::Store;
 use time::OffsetDateTime;
 
+use crate::config::Storage;
 use crate::{open_store, parse_date};
 
 /// The sync state (listing and document validators) beside the database.
@@ -326,8 +327,8 @@ fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
-pub fn run(cmd: CatalogCommand, data_dir: &Path) -> anyhow::Result<()> {
-    let store = open_store(data_dir)?;
+pub fn run(cmd: CatalogCommand, storage: &Storage) -> anyhow::Result<()> {
+    let store = open_store(storage)?;
     match cmd {
         CatalogCommand::Import { paths, as_of } => import_catalog(store.as_ref(), &paths, as_of),
         CatalogCommand::Sync {
@@ -339,7 +340,7 @@ pub fn run(cmd: CatalogCommand, data_dir: &Path) -> anyhow::Result<()> {
             timeout_secs,
         } => sync_catalog(
             store.as_ref(),
-            data_dir,
+            &storage.data_dir,
             SyncArgs {
                 base_url,
                 as_of,

@@ -1,13 +1,12 @@
 //! `kbgap explain`: why each KB is or is not missing on one stored machine, and which machines
 //! kbgap cannot decide for a software.
 
-use std::path::Path;
-
 use anyhow::{bail, Context};
 use kbgap_domain::engine::{Outcome, Rule, Satisfied};
 use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
 use kbgap_service::CatalogHolder;
 
+use crate::config::Storage;
 use crate::open_store;
 
 #[derive(clap::Args)]
@@ -29,8 +28,8 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
-pub fn run(args: &ExplainArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let store = open_store(data_dir)?;
+pub fn run(args: &ExplainArgs, storage: &Storage) -> anyhow::Result<()> {
+    let store = open_store(storage)?;
     let tenant = TenantId::parse(&args.tenant).context("--tenant")?;
     if let Some(software) = &args.indeterminate {
         let software = SoftwareId::parse(software).context("--indeterminate")?;

@@ -1,7 +1,7 @@
 //! `kbgap inventory …`: import machine inventory from files: kbgap snapshots, or the outputs
 //! of systeminfo, wmic qfe / Get-HotFix, osquery and MDE's software inventory export.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -12,6 +12,7 @@ use kbgap_service::{CatalogHolder, Retention};
 use kbgap_store::Store;
 use time::OffsetDateTime;
 
+use crate::config::Storage;
 use crate::open_store;
 
 #[derive(Subcommand)]
@@ -145,7 +146,7 @@ pub fn import_inventory(
     Ok(snapshots.len())
 }
 
-pub fn run(cmd: InventoryCommand, data_dir: &Path) -> anyhow::Result<()> {
+pub fn run(cmd: InventoryCommand, storage: &Storage) -> anyhow::Result<()> {
     match cmd {
         InventoryCommand::Import {
             tenant,
@@ -156,7 +157,7 @@ pub fn run(cmd: InventoryCommand, data_dir: &Path) -> anyhow::Result<()> {
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let n = import_inventory(
-                open_store(data_dir)?.as_ref(),
+                open_store(storage)?.as_ref(),
                 &tenant,
                 &files,
                 format,

@@ -1,7 +1,7 @@
 //! `kbgap quickstart`: import the catalog, load a demo fleet, print a token and a curl
 //! command, and serve.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kbgap_auth::DevIssuer;
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::commands::catalog::import_catalog;
 use crate::commands::serve::serve;
 use crate::commands::token::{mint, TokenArgs, DEV_APP_ID};
-use crate::config::{self, FileConfig, ServerFlags};
+use crate::config::{self, FileConfig, ServerFlags, Storage};
 use crate::{demo, open_store, parse_date, runtime};
 
 #[derive(clap::Args)]
@@ -30,8 +30,13 @@ pub struct QuickstartArgs {
     pub server: ServerFlags,
 }
 
-pub fn quickstart(data_dir: &Path, file: &FileConfig, args: QuickstartArgs) -> anyhow::Result<()> {
-    let store = open_store(data_dir)?;
+pub fn quickstart(
+    storage: &Storage,
+    file: &FileConfig,
+    args: QuickstartArgs,
+) -> anyhow::Result<()> {
+    let data_dir = storage.data_dir.as_path();
+    let store = open_store(storage)?;
     import_catalog(
         store.as_ref(),
         std::slice::from_ref(&args.msrc_dir),

@@ -14,6 +14,7 @@ pub fn kbgap(data_dir: &Path, args: &[&str]) -> Output {
         .arg(data_dir)
         .args(args)
         .env_remove("KBGAP_CONFIG")
+        .env_remove("KBGAP_DATABASE_URL")
         .env_remove("KBGAP_MSRC_BASE_URL")
         .env("RUST_LOG", "warn")
         .output()
