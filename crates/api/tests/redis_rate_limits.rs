@@ -107,6 +107,9 @@ fn replica(
     rx.recv().expect("server address")
 }
 
+/// Which server answered, the status, `Retry-After`, `request-id` and the body.
+type Answer = (usize, StatusCode, Option<String>, Option<String>, Value);
+
 fn token(dev: &DevIssuer, tid: &str, role: &str) -> String {
     let tenant = TenantId::parse(tid).expect("tenant");
     dev.mint(&MintRequest {
@@ -198,31 +201,30 @@ fn two_servers_sharing_redis_answer_exactly_the_quota_and_429_for_the_rest() {
     let token_a = token(&dev, a, "Software.Read.All");
     let before = redis_time(&mut c);
     // 10 calls to each server, all at once.
-    let answers: Vec<(usize, StatusCode, Option<String>, Option<String>, Value)> =
-        std::thread::scope(|s| {
-            let calls: Vec<_> = (0..20)
-                .map(|i| {
-                    let (client, base, token) = (&client, &bases[i % 2], &token_a);
-                    s.spawn(move || {
-                        let r = client
-                            .get(format!("{base}{MISSING_W10}"))
-                            .bearer_auth(token)
-                            .send()
-                            .expect("request");
-                        let header = |name: &str| {
-                            r.headers()
-                                .get(name)
-                                .map(|v| v.to_str().expect("ascii").to_string())
-                        };
-                        let (retry, id) = (header("retry-after"), header("request-id"));
-                        let status = r.status();
-                        let body: Value = r.json().expect("JSON body");
-                        (i % 2, status, retry, id, body)
-                    })
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..20)
+            .map(|i| {
+                let (client, base, token) = (&client, &bases[i % 2], &token_a);
+                s.spawn(move || {
+                    let r = client
+                        .get(format!("{base}{MISSING_W10}"))
+                        .bearer_auth(token)
+                        .send()
+                        .expect("request");
+                    let header = |name: &str| {
+                        r.headers()
+                            .get(name)
+                            .map(|v| v.to_str().expect("ascii").to_string())
+                    };
+                    let (retry, id) = (header("retry-after"), header("request-id"));
+                    let status = r.status();
+                    let body: Value = r.json().expect("JSON body");
+                    (i % 2, status, retry, id, body)
                 })
-                .collect();
-            calls.into_iter().map(|c| c.join().expect("call")).collect()
-        });
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("call")).collect()
+    });
     let after = redis_time(&mut c);
     assert_eq!(
         before.as_secs() / 60,

@@ -308,10 +308,12 @@ pub fn limiter_settings(flags: &ServerFlags, file: &FileConfig) -> anyhow::Resul
     if replicas == 0 {
         bail!("replicas must be at least 1 (the number of kbgap servers sharing one Redis)");
     }
-    Ok(match flags.redis_url.clone().or_else(|| f.redis_url.clone()) {
-        Some(url) => LimiterSettings::Redis { url, replicas },
-        None => LimiterSettings::InProcess,
-    })
+    Ok(
+        match flags.redis_url.clone().or_else(|| f.redis_url.clone()) {
+            Some(url) => LimiterSettings::Redis { url, replicas },
+            None => LimiterSettings::InProcess,
+        },
+    )
 }
 
 fn non_empty(v: &[String]) -> Option<Vec<String>> {
@@ -854,7 +856,10 @@ mod tests {
         );
         let shown = format!("{file:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("RedisUrl(redis://***@cache:6379/1)"), "{shown}");
+        assert!(
+            shown.contains("RedisUrl(redis://***@cache:6379/1)"),
+            "{shown}"
+        );
         let zero = ServerFlags {
             replicas: Some(0),
             ..ServerFlags::default()

@@ -286,7 +286,13 @@ fn a_malformed_redis_url_or_no_replicas_stops_serve_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let o = kbgap(
         dir.path(),
-        &["serve", "--listen", "127.0.0.1:0", "--redis-url", "cache:6379"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "cache:6379",
+        ],
     );
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -317,7 +323,12 @@ fn a_malformed_redis_url_or_no_replicas_stops_serve_at_start_up() {
         stderr(&o)
     );
     let o = kbgap(dir.path(), &["serve", "--help"]);
-    for flag in ["--redis-url", "KBGAP_REDIS_URL", "--replicas", "KBGAP_REPLICAS"] {
+    for flag in [
+        "--redis-url",
+        "KBGAP_REDIS_URL",
+        "--replicas",
+        "KBGAP_REPLICAS",
+    ] {
         assert!(stdout(&o).contains(flag), "{flag}");
     }
 }
@@ -336,7 +347,10 @@ fn serve_starts_while_its_redis_is_unreachable_and_never_logs_the_password() {
         .arg(dir.path())
         .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
         .args(["--replicas", "4"])
-        .env("KBGAP_REDIS_URL", format!("redis://:hunter2@127.0.0.1:{port}/0"))
+        .env(
+            "KBGAP_REDIS_URL",
+            format!("redis://:hunter2@127.0.0.1:{port}/0"),
+        )
         .env_remove("KBGAP_CONFIG")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())

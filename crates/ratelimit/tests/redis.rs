@@ -725,7 +725,12 @@ async fn a_hung_redis_holds_a_call_up_for_the_timeout_at_most() {
 
 #[tokio::test]
 async fn a_malformed_url_or_no_replicas_is_a_set_up_error() {
-    for bad in ["localhost:6379", "http://127.0.0.1:6379", "redis://"] {
+    for bad in [
+        "localhost:6379",
+        "http://127.0.0.1:6379",
+        "redis://",
+        "rediss://cache:6380",
+    ] {
         let e = RedisLimiter::connect(bad, RedisOptions::default())
             .await
             .expect_err(bad);
