@@ -37,6 +37,10 @@ pub struct RateLimitsFile {
     pub per_minute: Option<u64>,
     pub per_hour: Option<u64>,
     pub auth_failures_per_minute: Option<u64>,
+    /// Counts shared by several replicas in this Redis (`redis://…`); in process without it.
+    pub redis_url: Option<RedisUrl>,
+    /// Replicas sharing the limits: while Redis is unreachable, each keeps its share.
+    pub replicas: Option<u64>,
     /// Overrides by route template, e.g. `"/api/Software/{id}/getmissingkbs"`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteLimitFile>,
@@ -260,6 +264,16 @@ pub struct ServerFlags {
     /// Failed authentications per client address and minute [default: 60].
     #[arg(long, env = "KBGAP_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u64>,
+    /// Share the rate limits between replicas through this Redis, e.g.
+    /// redis://:PASSWORD@cache.contoso.com:6379/0; without it each server limits in process.
+    /// An unreachable Redis is not fatal: each replica then limits locally to its share
+    /// (see --replicas) and returns to Redis when it answers.
+    #[arg(long, env = "KBGAP_REDIS_URL")]
+    pub redis_url: Option<RedisUrl>,
+    /// Number of replicas sharing the rate limits: while Redis is unreachable, each keeps
+    /// limit / replicas calls per window (at least 1) [default: 1].
+    #[arg(long, env = "KBGAP_REPLICAS")]
+    pub replicas: Option<u64>,
     /// Connections served at once [default: 1024].
     #[arg(long, env = "KBGAP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -285,6 +299,58 @@ pub struct AuthSettings {
     pub dev_issuer: String,
     pub force_dev_issuer: bool,
     pub algorithms: Option<Vec<String>>,
+}
+
+/// A Redis URL, which may hold a password: never printed whole (`Debug` hides credentials).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(RedisUrl(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                let host = rest.rsplit_once('@').map_or("", |(_, h)| h);
+                write!(f, "RedisUrl({scheme}://***@{host})")
+            }
+            _ => write!(f, "RedisUrl({})", self.0),
+        }
+    }
+}
+
+/// Where rate limits are counted: in process, or shared through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimiterSettings {
+    InProcess,
+    Redis { url: RedisUrl, replicas: u64 },
+}
+
+/// Resolves `--redis-url` and `--replicas` (flags, then environment, then `[rate_limits]`).
+pub fn limiter_settings(flags: &ServerFlags, file: &FileConfig) -> anyhow::Result<LimiterSettings> {
+    let f = &file.rate_limits;
+    let replicas = flags.replicas.or(f.replicas).unwrap_or(1);
+    if replicas == 0 {
+        bail!("replicas must be at least 1 (the number of kbgap servers sharing one Redis)");
+    }
+    Ok(
+        match flags.redis_url.clone().or_else(|| f.redis_url.clone()) {
+            Some(url) => LimiterSettings::Redis { url, replicas },
+            None => LimiterSettings::InProcess,
+        },
+    )
 }
 
 fn non_empty(v: &[String]) -> Option<Vec<String>> {
@@ -794,5 +860,51 @@ mod tests {
         let c = api_config(&ServerFlags::default(), &FileConfig::default()).unwrap();
         assert_eq!(c.rate_limits.default, q(100, 1500));
         assert_eq!(c.rate_limits.auth_failures, Quota::per_minute(60));
+    }
+
+    #[test]
+    fn redis_url_and_replicas_from_flags_and_file() {
+        let none = limiter_settings(&ServerFlags::default(), &FileConfig::default()).unwrap();
+        assert_eq!(none, LimiterSettings::InProcess);
+        let file: FileConfig = toml::from_str(
+            "[rate_limits]\nredis_url = \"redis://:hunter2@cache:6379/1\"\nreplicas = 3",
+        )
+        .unwrap();
+        let url = |s: &str| s.parse::<RedisUrl>().unwrap();
+        assert_eq!(
+            limiter_settings(&ServerFlags::default(), &file).unwrap(),
+            LimiterSettings::Redis {
+                url: url("redis://:hunter2@cache:6379/1"),
+                replicas: 3
+            }
+        );
+        // Flags win; the password never shows in Debug output.
+        let flags = ServerFlags {
+            redis_url: Some(url("redis://other:6379")),
+            replicas: Some(2),
+            ..ServerFlags::default()
+        };
+        assert_eq!(
+            limiter_settings(&flags, &file).unwrap(),
+            LimiterSettings::Redis {
+                url: url("redis://other:6379"),
+                replicas: 2
+            }
+        );
+        let shown = format!("{file:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("RedisUrl(redis://***@cache:6379/1)"),
+            "{shown}"
+        );
+        let zero = ServerFlags {
+            replicas: Some(0),
+            ..ServerFlags::default()
+        };
+        let e = limiter_settings(&zero, &FileConfig::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "replicas must be at least 1 (the number of kbgap servers sharing one Redis)"
+        );
     }
 }

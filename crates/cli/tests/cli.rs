@@ -388,4 +388,114 @@ fn every_command_works_on_a_postgres_store() {
     );
     // Everything is in PostgreSQL: the data directory holds no database.
     assert!(!dir.path().join("kbgap.sqlite").exists());
+
+fn a_malformed_redis_url_or_no_replicas_stops_serve_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kbgap(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "cache:6379",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("--redis-url (KBGAP_REDIS_URL, rate_limits.redis_url)")
+            && err.contains(
+                "not a usable Redis URL (redis://[[user]:password@]host[:port][/db] or \
+                 redis+unix:///path)"
+            ),
+        "{err}"
+    );
+    let o = kbgap(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--replicas",
+            "0",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("replicas must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kbgap(dir.path(), &["serve", "--help"]);
+    for flag in [
+        "--redis-url",
+        "KBGAP_REDIS_URL",
+        "--replicas",
+        "KBGAP_REPLICAS",
+    ] {
+        assert!(stdout(&o).contains(flag), "{flag}");
+    }
+}
+
+#[test]
+fn serve_starts_while_its_redis_is_unreachable_and_never_logs_the_password() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kbgap"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--replicas", "4"])
+        .env(
+            "KBGAP_REDIS_URL",
+            format!("redis://:hunter2@127.0.0.1:{port}/0"),
+        )
+        .env_remove("KBGAP_CONFIG")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lines.iter().any(|l: &String| l.contains("kbgap listening")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = lines.join("\n");
+    assert!(log.contains("kbgap listening"), "{log}");
+    let warned: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("Redis unreachable"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    let warning: serde_json::Value = serde_json::from_str(warned[0]).unwrap();
+    assert_eq!(
+        warning["fields"]["redis"],
+        format!("redis://***@127.0.0.1:{port}/0")
+    );
+    assert_eq!(warning["fields"]["replicas"], 4);
+    assert!(!log.contains("hunter2"), "{log}");
 }

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::model::{Decision, Limited, Quota, RateKey};
+use crate::model::{Decision, Quota, RateKey};
+use crate::rules::{judge, Mode};
 use crate::{LimitFuture, Limiter};
 
 /// Keys held before stale ones are purged and, if still full, arbitrary ones evicted. Each key
@@ -48,13 +49,6 @@ impl Default for InProcessLimiter {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Acquire,
-    Record,
-    Peek,
-}
-
 impl InProcessLimiter {
     /// A limiter holding at most about `max_keys` keys, reading time from `clock`.
     pub fn new(max_keys: usize, clock: Arc<dyn Clock>) -> Self {
@@ -80,7 +74,7 @@ impl InProcessLimiter {
         self.len() == 0
     }
 
-    fn decide(&self, key: &RateKey, quota: &Quota, mode: Mode) -> Decision {
+    pub(crate) fn decide(&self, key: &RateKey, quota: &Quota, mode: Mode) -> Decision {
         let now = self.clock.now();
         let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         // A poisoned lock only means another request panicked mid-update of plain integers;
@@ -88,9 +82,7 @@ impl InProcessLimiter {
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
         if !map.contains_key(key) {
             if mode == Mode::Peek {
-                return Decision::Allowed {
-                    remaining: quota.windows()[0].limit,
-                };
+                return judge(quota, |_| 0, now, mode).1;
             }
             if map.len() >= self.per_shard {
                 make_room(&mut map, now, self.per_shard);
@@ -110,63 +102,25 @@ impl InProcessLimiter {
             }
         }
         // Windows have distinct periods (the quota checks), so a period names its counter.
-        let count = |counters: &[Counter], w: &crate::model::Window| -> u64 {
-            let period = w.period_secs();
-            counters.iter().find(|c| c.0 == period).map_or(0, |c| c.2)
-        };
-        let bump = |counters: &mut [Counter]| {
-            for w in quota.windows() {
+        let windows = quota.windows();
+        let (counted, decision) = judge(
+            quota,
+            |i| {
+                let period = windows[i].period_secs();
+                counters.iter().find(|c| c.0 == period).map_or(0, |c| c.2)
+            },
+            now,
+            mode,
+        );
+        if counted {
+            for w in windows {
                 let period = w.period_secs();
                 if let Some(c) = counters.iter_mut().find(|c| c.0 == period) {
                     c.2 = c.2.saturating_add(1);
                 }
             }
-        };
-        let full = |counters: &[Counter], extra: u64| -> Option<Limited> {
-            quota
-                .windows()
-                .iter()
-                .filter(|w| count(counters, w) + extra > w.limit)
-                .map(|w| Limited {
-                    window: *w,
-                    retry_after: w.remaining(now),
-                })
-                .max_by_key(|l| l.retry_after)
-        };
-        let remaining = |counters: &[Counter]| -> u64 {
-            quota
-                .windows()
-                .iter()
-                .map(|w| w.limit.saturating_sub(count(counters, w)))
-                .min()
-                .unwrap_or(0)
-        };
-        match mode {
-            Mode::Peek => match full(counters, 1) {
-                Some(l) => Decision::Limited(l),
-                None => Decision::Allowed {
-                    remaining: remaining(counters),
-                },
-            },
-            Mode::Acquire => {
-                if let Some(l) = full(counters, 1) {
-                    return Decision::Limited(l);
-                }
-                bump(counters);
-                Decision::Allowed {
-                    remaining: remaining(counters),
-                }
-            }
-            Mode::Record => {
-                bump(counters);
-                match full(counters, 0) {
-                    Some(l) => Decision::Limited(l),
-                    None => Decision::Allowed {
-                        remaining: remaining(counters),
-                    },
-                }
-            }
         }
+        decision
     }
 }
 

@@ -1,5 +1,6 @@
 //! Rate limiting for kbgap: the [`Limiter`] interface with an explicit key and window model,
-//! so a shared (Redis) implementation can plug in, and the in-process [`InProcessLimiter`].
+//! the in-process [`InProcessLimiter`] of a single node, and the [`RedisLimiter`] that several
+//! replicas share (with a local fallback while Redis is unreachable).
 //!
 //! # Model
 //!
@@ -13,6 +14,8 @@
 //! kbgap:rl:{key}:{period_secs}:{i}   INCR, EXPIRE period_secs   (one Lua script per call)
 //! ```
 //!
+//! where `i` is computed from Redis's own clock, so replicas with skewed clocks still agree.
+//!
 //! [`Limiter::acquire`] counts a call only if every window has room (refused calls do not use
 //! up the hour's budget); [`Limiter::record`] counts unconditionally and [`Limiter::peek`]
 //! only looks, which is what limiting failed authentications needs (look before the costly
@@ -21,7 +24,10 @@
 mod clock;
 mod in_process;
 mod model;
+mod redis;
+mod rules;
 
+pub use self::redis::{RedisLimiter, RedisOptions, RedisSetupError, DEFAULT_KEY_PREFIX};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use in_process::{InProcessLimiter, DEFAULT_MAX_KEYS};
 pub use model::{Decision, Limited, Quota, QuotaError, RateKey, Window};
@@ -51,7 +57,8 @@ pub trait Limiter: Send + Sync {
 }
 
 /// A limiter that could not decide (a shared store unreachable). Callers choose whether to
-/// fail open or closed; the in-process limiter never fails.
+/// fail open or closed; the in-process limiter never fails, and the Redis limiter decides
+/// locally instead.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
     #[error("rate-limit store unavailable: {0}")]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use kbgap_api::ratelimit::InProcessLimiter;
+use kbgap_api::ratelimit::{InProcessLimiter, Limiter, RedisLimiter, RedisOptions};
 use kbgap_api::{Application, Security, Services};
 use kbgap_auth::{
     DevIssuer, RefreshOutcome, RemoteJwks, RemoteJwksConfig, StaticJwks, TokenCache, TrustedIssuer,
@@ -15,7 +15,7 @@ use kbgap_domain::TenantId;
 use kbgap_service::CatalogHolder;
 use kbgap_store::Store;
 
-use crate::config::{self, AuthMode, FileConfig, ServerFlags};
+use crate::config::{self, AuthMode, FileConfig, LimiterSettings, ServerFlags};
 
 pub async fn serve(
     store: Arc<dyn Store>,
@@ -25,6 +25,7 @@ pub async fn serve(
     on_ready: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
 ) -> anyhow::Result<()> {
     let api = config::api_config(flags, file)?;
+    let limiter_settings = config::limiter_settings(flags, file)?;
     let auth = config::oidc_settings(flags, file)?;
     let mut validator_config = ValidatorConfig::default();
     if let Some(algs) = &auth.algorithms {
@@ -122,8 +123,24 @@ pub async fn serve(
             RefreshOutcome::CoolingDown => {}
         }
     }
+    let limiter: Arc<dyn Limiter> = match limiter_settings {
+        LimiterSettings::InProcess => Arc::new(InProcessLimiter::default()),
+        // Not reaching Redis is no reason to stay down: the limiter logs it, limits locally
+        // to this replica's share, and keeps trying.
+        LimiterSettings::Redis { url, replicas } => Arc::new(
+            RedisLimiter::connect(
+                url.as_str(),
+                RedisOptions {
+                    replicas,
+                    ..RedisOptions::default()
+                },
+            )
+            .await
+            .context("--redis-url (KBGAP_REDIS_URL, rate_limits.redis_url)")?,
+        ),
+    };
     let security = Arc::new(Security::new(
-        Arc::new(InProcessLimiter::default()),
+        limiter,
         TokenCache::new(auth.token_cache_entries),
         remote_keys,
     ));
