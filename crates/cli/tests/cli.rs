@@ -388,7 +388,9 @@ fn every_command_works_on_a_postgres_store() {
     );
     // Everything is in PostgreSQL: the data directory holds no database.
     assert!(!dir.path().join("kbgap.sqlite").exists());
+}
 
+#[test]
 fn a_malformed_redis_url_or_no_replicas_stops_serve_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let o = kbgap(
