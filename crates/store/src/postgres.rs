@@ -266,8 +266,10 @@ fn migrate(client: &mut Client) -> Result<()> {
         "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
         &[&LOCK_MIGRATIONS],
     )?;
+    // Without the notice that the table exists, at every start.
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
+        "SET LOCAL client_min_messages TO warning;
+         CREATE TABLE IF NOT EXISTS schema_migrations (
              version    BIGINT PRIMARY KEY,
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
          )",
