@@ -167,6 +167,33 @@ pub enum RepairKind {
     ForeignFixedBuild,
 }
 
+impl RepairKind {
+    pub const ALL: [RepairKind; 5] = [
+        RepairKind::WrongBranchFixedBuild,
+        RepairKind::SiblingOmitted,
+        RepairKind::ChainLinkMissing,
+        RepairKind::SwappedFixedBuild,
+        RepairKind::ForeignFixedBuild,
+    ];
+
+    /// The kind's name, as JSON spells it (`chainLinkMissing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairKind::WrongBranchFixedBuild => "wrongBranchFixedBuild",
+            RepairKind::SiblingOmitted => "siblingOmitted",
+            RepairKind::ChainLinkMissing => "chainLinkMissing",
+            RepairKind::SwappedFixedBuild => "swappedFixedBuild",
+            RepairKind::ForeignFixedBuild => "foreignFixedBuild",
+        }
+    }
+}
+
+impl std::fmt::Display for RepairKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a KB is in a cumulative chain. Ordered so that, on the same day, the updates a rollup
 /// contains sort before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -1194,4 +1221,30 @@ fn release_documents(docs: &[CvrfDocument]) -> HashMap<KbId, usize> {
         }
     }
     best.into_iter().map(|(kb, (_, i))| (kb, i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_kinds_are_spelled_as_json_spells_them() {
+        // A new kind must be added to `ALL`: this match stops compiling until it is.
+        let listed = |k: RepairKind| match k {
+            RepairKind::WrongBranchFixedBuild
+            | RepairKind::SiblingOmitted
+            | RepairKind::ChainLinkMissing
+            | RepairKind::SwappedFixedBuild
+            | RepairKind::ForeignFixedBuild => RepairKind::ALL.contains(&k),
+        };
+        for k in RepairKind::ALL {
+            assert!(listed(k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap_or_default(),
+                serde_json::json!(k.as_str())
+            );
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(RepairKind::ChainLinkMissing.to_string(), "chainLinkMissing");
+    }
 }

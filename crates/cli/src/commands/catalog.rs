@@ -264,13 +264,8 @@ pub fn repairs(store: &dyn Store, kind: Option<&str>, json: bool) -> anyhow::Res
     let holder = CatalogHolder::load(store)?;
     let compiled = holder.current();
     let all = compiled.catalog.repairs();
-    // A kind's name is its JSON name, so new kinds need no change here.
-    let name_of = |r: &kbgap_domain::catalog::Repair| -> String {
-        serde_json::to_value(r.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", r.kind))
-    };
+    // A kind's name is its JSON name, as in explanations.
+    let name_of = |r: &kbgap_domain::catalog::Repair| -> String { r.kind.to_string() };
     let mut kinds: Vec<String> = all.iter().map(name_of).collect();
     kinds.sort();
     kinds.dedup();
