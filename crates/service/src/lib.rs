@@ -28,6 +28,21 @@ pub enum ServiceError {
     },
     #[error("the store kept changing during {0}; gave up after several attempts")]
     Contention(&'static str),
+    #[error(
+        "machine id {given} matches several machines that differ only in case: {}",
+        list_ids(candidates)
+    )]
+    AmbiguousMachine {
+        given: MachineId,
+        candidates: Vec<MachineId>,
+    },
+}
+
+fn list_ids(ids: &[MachineId]) -> String {
+    ids.iter()
+        .map(MachineId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
@@ -600,4 +615,7 @@ pub fn sync_catalog(
 // ---------------------------------------------------------------------------------------------
 
 mod explain;
-pub use explain::{explain_machine, indeterminate_machines, MachineExplanation};
+pub use explain::{
+    explain_machine, find_machine, indeterminate_machines, ExplanationReport, KbReport,
+    MachineExplanation, OsReport, SoftwareKbs, SoftwareSummary,
+};

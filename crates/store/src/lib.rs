@@ -133,6 +133,10 @@ pub trait Store: Send + Sync {
     /// The stored snapshot of one machine.
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>>;
 
+    /// The tenant's machines whose id equals `id` ignoring case (Windows host names are
+    /// case-insensitive), sorted.
+    fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>>;
+
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
 }
