@@ -342,3 +342,26 @@ fn coverage_evaluation_says_how_each_family_is_judged() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap(), json);
 }
+
+#[test]
+fn help_names_the_new_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (
+            vec!["explain", "--help"],
+            "Also show the evidence of every satisfied KB",
+        ),
+        (vec!["explain", "--help"], "matched ignoring case"),
+        (vec!["explain", "--help"], "the API's explanation"),
+        (
+            vec!["catalog", "coverage", "--help"],
+            "how each family's KBs are evaluated",
+        ),
+    ] {
+        let o = kbgap(dir.path(), &args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        // clap wraps long help lines; compare with whitespace collapsed.
+        let text = stdout(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+}
