@@ -152,6 +152,16 @@ impl From<kbgap_service::ServiceError> for ApiError {
         use kbgap_service::ServiceError;
         match e {
             ServiceError::Snapshot(s) => ApiError::InvalidRequestBody(s.to_string()),
+            ServiceError::AmbiguousMachine { given, candidates } => {
+                ApiError::InvalidInput(format!(
+                    "Machine id {given} matches several machines that differ only in case: {}.",
+                    candidates
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
             ServiceError::Store(e) if e.is_unavailable() => {
                 tracing::error!(error = %e, "storage failed");
                 ApiError::ServiceUnavailable("Storage is unavailable; retry later.".into())

@@ -920,3 +920,97 @@ fn explain_shows_the_deciding_evidence_and_stays_in_the_tenant() {
     );
     assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
 }
+
+/// Every object key in a JSON value, at any depth.
+fn json_keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                json_keys(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| json_keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn explanations_match_ids_ignoring_case_are_camel_case_and_spell_repair_kinds_as_json() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000e3";
+    // Windows 11 21H2 x64 below November 2023's KB5032192, whose revised 2023-Oct citation
+    // for Windows 10 21H2 carries a Windows 11 build: a repair the explanation names.
+    let m = snapshot("Ex-Case-1", "Windows11", "10.0.22000.2538", 0);
+    let mut a = snapshot("Dup-1", "Windows10", "10.0.19045.3570", 0);
+    a["installedKbs"] = json!(["KB5031356"]);
+    let b = snapshot("dup-1", "Windows10", "10.0.19045.3570", 0);
+    s.ingest(tid, &[m, a, b]);
+    let reader = s.token(tid, &["Software.Read.All"]);
+
+    let b = body(s.get(
+        "/api/machines/EX-CASE-1/missingkbs/explain?kb=KB5032192",
+        &reader,
+    ));
+    assert_eq!(b["machineId"], "Ex-Case-1");
+    let mut keys = Vec::new();
+    json_keys(&b, &mut keys);
+    for k in [
+        "installType",
+        "hotpatchEnrolled",
+        "bySoftware",
+        "unknownBecause",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+    }
+    let odd: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains('_') || k.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
+
+    // The repairs the catalog makes for KB5032192, with each kind spelled as its JSON name.
+    let catalog = kbgap_service::compile(documents(), Some(time::macros::date!(2024 - 01 - 31)));
+    let kb = kbgap_domain::KbId::from_number(5032192).unwrap();
+    let expected: Vec<Value> = catalog
+        .repairs()
+        .iter()
+        .filter(|r| r.kb == kb)
+        .map(|r| {
+            let kind = serde_json::to_value(r.kind).unwrap();
+            json!(format!(
+                "{} ({}): {}",
+                kind.as_str().unwrap(),
+                r.product_name,
+                r.evidence
+            ))
+        })
+        .collect();
+    assert_eq!(expected.len(), 1);
+    assert!(expected[0]
+        .as_str()
+        .unwrap()
+        .starts_with("wrongBranchFixedBuild (Windows 10 Version 21H2 for 32-bit Systems)"));
+    assert_eq!(b["kbs"].as_array().unwrap().len(), 1);
+    assert_eq!(b["kbs"][0]["repairs"], json!(expected));
+
+    // Two machines whose ids differ only in case: the exact id finds one, another spelling
+    // is refused naming both.
+    let exact = body(s.get("/api/machines/Dup-1/missingkbs/explain", &reader));
+    assert_eq!(exact["machineId"], "Dup-1");
+    let r = s.get("/api/machines/DUP-1/missingkbs/explain", &reader);
+    assert_eq!(
+        assert_error(r, StatusCode::BAD_REQUEST, "InvalidInput"),
+        "Machine id DUP-1 matches several machines that differ only in case: Dup-1, dup-1."
+    );
+    // Another tenant still finds nothing, whatever the case.
+    let other = s.token(
+        "a0000000-0000-0000-0000-0000000000e4",
+        &["Software.Read.All"],
+    );
+    let r = s.get("/api/machines/ex-case-1/missingkbs/explain", &other);
+    assert_eq!(
+        assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "Machine ex-case-1 was not found"
+    );
+}

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
+use kbgap_domain::catalog::Judged;
 use kbgap_domain::cvrf::CvrfDocument;
-use kbgap_domain::{KbId, Normalized};
+use kbgap_domain::{Catalog, KbId, Normalized};
 use serde::Serialize;
 
 use crate::normalize::classify;
@@ -365,6 +366,163 @@ impl fmt::Display for CoverageReport {
                 "\nFAIL: {failures} product name(s) with a numeric KB from {GATE_YEAR} on are unmapped."
             )
         }
+    }
+}
+
+/// How one family's (or the whole catalog's) KB × product pairs of one mode are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModeCounts {
+    pub mode: Judged,
+    /// Distinct (KB, product name) pairs: each pair is judged one way.
+    pub pairs: usize,
+    /// Distinct KBs with a pair judged this way.
+    pub kbs: usize,
+    /// Distinct product names with a pair judged this way.
+    pub products: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyEvaluation {
+    pub family: &'static str,
+    /// The modes that judge some pair of the family, in [`Judged::ALL`] order.
+    pub modes: Vec<ModeCounts>,
+}
+
+/// How each software family of a compiled catalog is evaluated: per mode of [`Judged`], how
+/// many KBs and products fall in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationCoverage {
+    /// Documents in the catalog (within its cut).
+    pub documents: usize,
+    pub as_of: Option<time::Date>,
+    pub modes: Vec<ModeCounts>,
+    pub families: Vec<FamilyEvaluation>,
+}
+
+/// How the catalog compiled from `docs` judges every (KB, product name) pair the documents
+/// cite a numeric KB for (within the catalog's cut), by product family. The mode of a pair
+/// is [`Judged::of`] its normalization and its catalog entry.
+pub fn evaluation_coverage(docs: &[CvrfDocument], catalog: &Catalog) -> EvaluationCoverage {
+    let in_cut = |d: time::Date| catalog.as_of().is_none_or(|cut| d <= cut);
+    let mut pairs: BTreeSet<(KbId, &str)> = BTreeSet::new();
+    for doc in docs.iter().filter(|d| in_cut(d.initial_release.date())) {
+        for fix in &doc.fixes {
+            if catalog.kb(fix.kb).is_some() {
+                pairs.insert((fix.kb, &fix.product_name));
+            }
+        }
+    }
+    type Sets<'a> = (usize, BTreeSet<KbId>, BTreeSet<&'a str>);
+    let mut by: BTreeMap<(&'static str, Judged), Sets> = BTreeMap::new();
+    let mut total: BTreeMap<Judged, Sets> = BTreeMap::new();
+    let mut classes: HashMap<&str, (&'static str, Normalized)> = HashMap::new();
+    for (kb, name) in pairs {
+        let (family, normalized) = classes.entry(name).or_insert_with(|| {
+            let c = classify(name);
+            (c.family, c.normalized)
+        });
+        let mode = Judged::of(
+            normalized,
+            catalog.entry(kb, name),
+            catalog.servicing_paths(),
+        );
+        for sets in [
+            by.entry((family, mode)).or_default(),
+            total.entry(mode).or_default(),
+        ] {
+            sets.0 += 1;
+            sets.1.insert(kb);
+            sets.2.insert(name);
+        }
+    }
+    let counts = |mode: Judged, (pairs, kbs, products): &Sets| ModeCounts {
+        mode,
+        pairs: *pairs,
+        kbs: kbs.len(),
+        products: products.len(),
+    };
+    let mut families: Vec<FamilyEvaluation> = Vec::new();
+    for ((family, mode), sets) in &by {
+        if families.last().is_none_or(|f| f.family != *family) {
+            families.push(FamilyEvaluation {
+                family,
+                modes: Vec::new(),
+            });
+        }
+        if let Some(f) = families.last_mut() {
+            f.modes.push(counts(*mode, sets));
+        }
+    }
+    EvaluationCoverage {
+        documents: catalog.document_count(),
+        as_of: catalog.as_of(),
+        modes: total.iter().map(|(m, s)| counts(*m, s)).collect(),
+        families,
+    }
+}
+
+impl fmt::Display for EvaluationCoverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Evaluation coverage of {} documents{}: how each family's KBs are judged",
+            self.documents,
+            self.as_of
+                .map(|d| format!(" (as of {d})"))
+                .unwrap_or_default()
+        )?;
+        for (mode, what) in [
+            (
+                Judged::Build,
+                "the machine's build against the KB's FixedBuild (rule b); without a build, as by update list",
+            ),
+            (
+                Judged::UpdateList,
+                "installed KBs and their supersedence, or a complete list of installed updates (rules c, e); unknown without either",
+            ),
+            (
+                Judged::VersionFixed,
+                "by the product's version, never by KB: no KB of it is reported",
+            ),
+            (
+                Judged::NotEvaluated,
+                "out of scope, unmapped, cited only for advisories, or FixedBuild on another branch",
+            ),
+        ] {
+            writeln!(f, "  {:<14} {what}", mode.as_str())?;
+        }
+        writeln!(
+            f,
+            "\nEach KB × product pair is judged one way; a KB or product may fall in several modes."
+        )?;
+        writeln!(
+            f,
+            "  {:<40} {:<14} {:>7} {:>6} {:>9}",
+            "family", "mode", "pairs", "KBs", "products"
+        )?;
+        let row = |f: &mut fmt::Formatter<'_>, family: &str, m: &ModeCounts| {
+            writeln!(
+                f,
+                "  {family:<40} {:<14} {:>7} {:>6} {:>9}",
+                m.mode.as_str(),
+                m.pairs,
+                m.kbs,
+                m.products
+            )
+        };
+        for fam in &self.families {
+            for (i, m) in fam.modes.iter().enumerate() {
+                row(f, if i == 0 { fam.family } else { "" }, m)?;
+            }
+        }
+        writeln!(f)?;
+        for (i, m) in self.modes.iter().enumerate() {
+            row(f, if i == 0 { "all families" } else { "" }, m)?;
+        }
+        Ok(())
     }
 }
 

@@ -12,8 +12,8 @@ pub mod sync;
 mod xml;
 
 pub use coverage::{
-    coverage, coverage_with_products, Class, Counts, CoverageReport, FamilyCoverage, NameCoverage,
-    GATE_YEAR,
+    coverage, coverage_with_products, evaluation_coverage, Class, Counts, CoverageReport,
+    EvaluationCoverage, FamilyCoverage, FamilyEvaluation, ModeCounts, NameCoverage, GATE_YEAR,
 };
 pub use document::parse_document;
 pub use document::Products;

@@ -324,3 +324,126 @@ fn every_supercedence_form_of_the_archive_parses() {
     // ("2.41.0" stands on a non-KB remediation only; the unit tests cover it.)
     assert!(values.contains("5013868, 50185"));
 }
+
+/// `catalog coverage --evaluation` on the whole archive: every (KB, product name) pair the
+/// archive cites is judged exactly one way, and the modes follow their definitions, counted
+/// here from the documents' own fixes.
+#[test]
+fn evaluation_coverage_judges_every_pair_once_by_the_rules() {
+    use std::collections::BTreeMap;
+
+    use kbgap_catalog::{classify, evaluation_coverage, ModeCounts};
+    use kbgap_domain::catalog::Judged;
+    use kbgap_domain::{Branch, Catalog, Normalized, WindowsBuild};
+
+    let docs = archive();
+    let catalog = Catalog::build(docs, kbgap_catalog::normalize, parse_supersedence, None);
+    let report = evaluation_coverage(docs, &catalog);
+    assert_eq!(report.documents, docs.len());
+
+    // Per pair: whether a CVE (not only an advisory) cites it, and its FixedBuilds.
+    let mut pairs: BTreeMap<(KbId, &str), (bool, BTreeSet<&str>)> = BTreeMap::new();
+    for fix in docs.iter().flat_map(|d| &d.fixes) {
+        let p = pairs.entry((fix.kb, &fix.product_name)).or_default();
+        p.0 |= fix.cve.starts_with("CVE-");
+        p.1.extend(fix.fixed_build.as_deref());
+    }
+    let total: usize = report.modes.iter().map(|m| m.pairs).sum();
+    assert_eq!(total, pairs.len());
+    for fam in &report.families {
+        let modes: Vec<Judged> = fam.modes.iter().map(|m| m.mode).collect();
+        let mut sorted = modes.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(modes, sorted, "{}: each mode once, in order", fam.family);
+    }
+    let family_total: usize = report
+        .families
+        .iter()
+        .flat_map(|f| &f.modes)
+        .map(|m| m.pairs)
+        .sum();
+    assert_eq!(family_total, pairs.len());
+
+    let counted = |selected: &[(KbId, &str)], mode: Judged| ModeCounts {
+        mode,
+        pairs: selected.len(),
+        kbs: selected.iter().map(|p| p.0).collect::<BTreeSet<_>>().len(),
+        products: selected.iter().map(|p| p.1).collect::<BTreeSet<_>>().len(),
+    };
+    let family = |name: &str| -> Vec<ModeCounts> {
+        report
+            .families
+            .iter()
+            .find(|f| f.family == name)
+            .map(|f| f.modes.clone())
+            .unwrap_or_default()
+    };
+
+    // Edge (Chromium-based) is judged by version: every pair of its names, and nothing else.
+    let edge: Vec<(KbId, &str)> = pairs
+        .keys()
+        .copied()
+        .filter(|(_, n)| n.starts_with("Microsoft Edge (Chromium-based)"))
+        .collect();
+    assert!(!edge.is_empty());
+    assert_eq!(
+        family("Microsoft Edge (Chromium-based)"),
+        vec![counted(&edge, Judged::VersionFixed)]
+    );
+
+    // Windows 10, by the definitions: an OS product's pair cited only by advisories, or whose
+    // every FixedBuild lies on another branch than the product's, is not evaluated; one with a
+    // FixedBuild revision on the product's branch is judged by build; the rest by update list.
+    let mut by_mode: BTreeMap<Judged, Vec<(KbId, &str)>> = BTreeMap::new();
+    for (&(kb, name), (cve, builds)) in &pairs {
+        let c = classify(name);
+        if c.family != "Windows 10" {
+            continue;
+        }
+        let mode = match &c.normalized {
+            Normalized::Mapped(class) => {
+                let host = class.host.as_ref().expect("Windows 10 names a host");
+                assert_eq!(host.software, class.software, "{name} is the OS");
+                let own = Branch::of(host.build);
+                let parsed: Vec<WindowsBuild> = builds
+                    .iter()
+                    .filter_map(|b| WindowsBuild::parse(b))
+                    .collect();
+                if !cve || (!parsed.is_empty() && parsed.iter().all(|b| b.branch() != own)) {
+                    Judged::NotEvaluated
+                } else if parsed
+                    .iter()
+                    .any(|b| b.branch() == own && b.revision.is_some())
+                {
+                    Judged::Build
+                } else {
+                    Judged::UpdateList
+                }
+            }
+            _ => Judged::NotEvaluated,
+        };
+        by_mode.entry(mode).or_default().push((kb, name));
+    }
+    let expected: Vec<ModeCounts> = by_mode.iter().map(|(m, p)| counted(p, *m)).collect();
+    assert_eq!(expected.len(), 3, "Windows 10 has pairs of three modes");
+    assert_eq!(family("Windows 10"), expected);
+
+    // Two verified facts: KB5034122 carries 10.0.19045.3930 for Windows 10 22H2 x64, and the
+    // revised 2023-Oct document gives KB5032192 a Windows 11 build for Windows 10 21H2.
+    let judged = |kb: u32, name: &str| {
+        Judged::of(
+            &kbgap_catalog::normalize(name),
+            catalog.entry(KbId::from_number(kb).unwrap(), name),
+            catalog.servicing_paths(),
+        )
+    };
+    assert_eq!(
+        judged(5034122, "Windows 10 Version 22H2 for x64-based Systems"),
+        Judged::Build
+    );
+    assert_eq!(
+        judged(5032192, "Windows 10 Version 21H2 for x64-based Systems"),
+        Judged::NotEvaluated
+    );
+}

@@ -248,15 +248,10 @@ fn explain_tells_why() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
-        out.contains("missing for microsoft-_-windows_10: KB5034122\n"),
-        "{out}"
-    );
-    assert!(
-        out.contains("KB5034122 (January 2024 Security Updates) — windows_10: missing\n"),
-        "{out}"
-    );
-    assert!(
-        out.contains("rule b: machine revision 3803 < FixedBuild revision 3930"),
+        out.contains(
+            "\nmicrosoft-_-windows_10\n  missing KB5034122 (January 2024 Security Updates)\n    \
+             rule b: machine revision 3803 < FixedBuild revision 3930\n"
+        ),
         "{out}"
     );
     let o = kbgap(

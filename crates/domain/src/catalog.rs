@@ -127,6 +127,18 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Whether rule b can judge the entry on a machine that reports its build: a FixedBuild
+    /// revision on the host's branch, or, for a product named without a host, a FixedBuild on
+    /// one of its servicing paths.
+    pub fn has_build_evidence(&self, paths: &Paths) -> bool {
+        self.fixed_revision.is_some()
+            || (self.class.host.is_none()
+                && self
+                    .paths
+                    .iter()
+                    .any(|&p| self.product_build_on(paths, p).is_some()))
+    }
+
     /// The entry's FixedBuild on a servicing path.
     pub fn product_build_on(&self, paths: &Paths, path: u32) -> Option<ProductBuild> {
         let p = paths.get(path);
@@ -136,6 +148,62 @@ impl Entry {
             .filter(|b| (p.low..=p.high).contains(&b.build()))
             .max()
             .copied()
+    }
+}
+
+/// How the engine judges whether a (KB, product) pair's fix is present on a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Judged {
+    /// Rule b: the machine's build against the KB's FixedBuild (the OS revision on the
+    /// product's branch, or the product's own build on its servicing path). A machine that
+    /// reports no build is judged as by [`Judged::UpdateList`].
+    Build,
+    /// Rules c and e only: an installed KB that is or supersedes it, or a complete list of
+    /// installed updates that lacks it; without either the KB is unknown.
+    UpdateList,
+    /// Judged by the product's version, never by KB (Edge Chromium, Microsoft 365 Apps): no KB
+    /// of it is ever reported.
+    VersionFixed,
+    /// Never evaluated: the product is out of scope or unmapped, the KB is cited only for an
+    /// advisory, or its FixedBuild lies on another branch than the product's.
+    NotEvaluated,
+}
+
+impl Judged {
+    pub const ALL: [Judged; 4] = [
+        Judged::Build,
+        Judged::UpdateList,
+        Judged::VersionFixed,
+        Judged::NotEvaluated,
+    ];
+
+    /// How a (KB, product) pair is judged: from the product name's normalization and the
+    /// catalog entry compiled for the pair ([`Catalog::entry`]), with the inputs evaluation
+    /// uses (`Catalog::build` skips version-fixed products and advisory-only pairs; rule b
+    /// reads `fixed_revision` and [`Entry::product_build_on`]).
+    pub fn of(normalized: &Normalized, entry: Option<&Entry>, paths: &Paths) -> Judged {
+        let Normalized::Mapped(class) = normalized else {
+            return Judged::NotEvaluated;
+        };
+        if class.version_fixed {
+            return Judged::VersionFixed;
+        }
+        match entry {
+            None => Judged::NotEvaluated,
+            Some(e) if e.wrong_branch => Judged::NotEvaluated,
+            Some(e) if e.has_build_evidence(paths) => Judged::Build,
+            Some(_) => Judged::UpdateList,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Judged::Build => "build",
+            Judged::UpdateList => "update list",
+            Judged::VersionFixed => "version-fixed",
+            Judged::NotEvaluated => "not evaluated",
+        }
     }
 }
 
@@ -168,6 +236,33 @@ pub enum RepairKind {
     /// no product to have swapped it with (Word 2016's KB5002662 names the Click-to-Run build
     /// 16.0.18526.20080): the build is not the product's and is not used.
     ForeignFixedBuild,
+}
+
+impl RepairKind {
+    pub const ALL: [RepairKind; 5] = [
+        RepairKind::WrongBranchFixedBuild,
+        RepairKind::SiblingOmitted,
+        RepairKind::ChainLinkMissing,
+        RepairKind::SwappedFixedBuild,
+        RepairKind::ForeignFixedBuild,
+    ];
+
+    /// The kind's name, as JSON spells it (`chainLinkMissing`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairKind::WrongBranchFixedBuild => "wrongBranchFixedBuild",
+            RepairKind::SiblingOmitted => "siblingOmitted",
+            RepairKind::ChainLinkMissing => "chainLinkMissing",
+            RepairKind::SwappedFixedBuild => "swappedFixedBuild",
+            RepairKind::ForeignFixedBuild => "foreignFixedBuild",
+        }
+    }
+}
+
+impl std::fmt::Display for RepairKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a KB is in a cumulative chain. Ordered so that, on the same day, the updates a rollup
@@ -932,6 +1027,16 @@ impl Catalog {
         &self.entries
     }
 
+    /// The entry of one (KB, product name) pair; `None` when the catalog does not evaluate the
+    /// pair (a product not mapped or version-fixed, a KB cited only for advisories).
+    pub fn entry(&self, kb: KbId, product_name: &str) -> Option<&Entry> {
+        // Entries are built in (KB, product name) order.
+        self.entries
+            .binary_search_by(|e| (e.kb, e.product_name.as_str()).cmp(&(kb, product_name)))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
     pub fn entries_for(&self, software: &SoftwareId) -> impl Iterator<Item = &Entry> {
         self.by_software
             .get(software)
@@ -1377,4 +1482,30 @@ fn release_documents(docs: &[CvrfDocument]) -> HashMap<KbId, usize> {
         }
     }
     best.into_iter().map(|(kb, (_, i))| (kb, i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_kinds_are_spelled_as_json_spells_them() {
+        // A new kind must be added to `ALL`: this match stops compiling until it is.
+        let listed = |k: RepairKind| match k {
+            RepairKind::WrongBranchFixedBuild
+            | RepairKind::SiblingOmitted
+            | RepairKind::ChainLinkMissing
+            | RepairKind::SwappedFixedBuild
+            | RepairKind::ForeignFixedBuild => RepairKind::ALL.contains(&k),
+        };
+        for k in RepairKind::ALL {
+            assert!(listed(k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap_or_default(),
+                serde_json::json!(k.as_str())
+            );
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(RepairKind::ChainLinkMissing.to_string(), "chainLinkMissing");
+    }
 }

@@ -802,7 +802,7 @@ impl<'a> Analysis<'a> {
             ));
         }
         for r in catalog.repairs().iter().filter(|r| r.kb == kb) {
-            out.push(format!("{:?} ({}): {}", r.kind, r.product_name, r.evidence));
+            out.push(format!("{} ({}): {}", r.kind, r.product_name, r.evidence));
         }
         out
     }

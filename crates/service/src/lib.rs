@@ -28,6 +28,21 @@ pub enum ServiceError {
     },
     #[error("the store kept changing during {0}; gave up after several attempts")]
     Contention(&'static str),
+    #[error(
+        "machine id {given} matches several machines that differ only in case: {}",
+        list_ids(candidates)
+    )]
+    AmbiguousMachine {
+        given: MachineId,
+        candidates: Vec<MachineId>,
+    },
+}
+
+fn list_ids(ids: &[MachineId]) -> String {
+    ids.iter()
+        .map(MachineId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
@@ -658,56 +673,11 @@ pub fn sync_catalog(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Explanations (`kbgap explain`, `GET /api/machines/{id}/missingkbs/explain`).
+// Explanations (`kbgap explain`, `GET /api/machines/{id}/missingkbs/explain`): `explain.rs`.
 // ---------------------------------------------------------------------------------------------
 
-/// One stored machine's evaluation with its evidence.
-#[derive(Debug, Clone)]
-pub struct MachineExplanation {
-    pub machine: MachineId,
-    pub facts: MachineFacts,
-    pub generation: i64,
-    pub explanation: kbgap_domain::Explanation,
-}
-
-/// Explains a stored machine of the tenant against the loaded catalog, for every applicable
-/// KB or only `kb`. `None` when the tenant has no such machine.
-pub fn explain_machine(
-    store: &dyn Store,
-    catalog: &CompiledCatalog,
-    tenant: &TenantId,
-    machine: &MachineId,
-    kb: Option<KbId>,
-) -> Result<Option<MachineExplanation>> {
-    let Some(json) = store.machine_snapshot(tenant, machine)? else {
-        return Ok(None);
-    };
-    let snapshot = kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| {
-        ServiceError::StoredSnapshot {
-            tenant: tenant.clone(),
-            machine: machine.clone(),
-            error: e.to_string(),
-        }
-    })?;
-    let facts = snapshot.facts()?;
-    let mut explanation = kbgap_domain::explain(&catalog.catalog, &facts);
-    if let Some(kb) = kb {
-        explanation.kbs.retain(|k| k.verdict.kb == kb);
-    }
-    Ok(Some(MachineExplanation {
-        machine: machine.clone(),
-        facts,
-        generation: catalog.generation,
-        explanation,
-    }))
-}
-
-/// The tenant's active machines that are indeterminate for a software: kbgap could not tell
-/// whether some applicable KB is present, so they count as missing nothing.
-pub fn indeterminate_machines(
-    store: &dyn Store,
-    tenant: &TenantId,
-    software: &SoftwareId,
-) -> Result<Vec<MachineId>> {
-    Ok(store.indeterminate_machines(tenant, software)?)
-}
+mod explain;
+pub use explain::{
+    explain_machine, find_machine, indeterminate_machines, ExplanationReport, KbReport,
+    MachineExplanation, OsReport, SoftwareKbs, SoftwareSummary,
+};

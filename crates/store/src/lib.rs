@@ -191,6 +191,21 @@ pub trait Store: Send + Sync {
     /// The stored snapshot of one machine.
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>>;
 
+    /// The tenant's machines whose id equals `id` ignoring case (Windows host names are
+    /// case-insensitive), sorted. Asked only when no machine has exactly that id; stores
+    /// override this reading of every machine with a query of the tenant's ids.
+    fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>> {
+        let wanted = id.as_str().to_lowercase();
+        let mut out: Vec<MachineId> = self
+            .all_machines()?
+            .into_iter()
+            .filter(|(t, m, _)| t == tenant && m.as_str().to_lowercase() == wanted)
+            .map(|(_, m, _)| m)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
 }

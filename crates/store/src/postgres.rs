@@ -853,6 +853,27 @@ impl Store for PostgresStore {
         })
     }
 
+    fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>> {
+        // Compared with Unicode case folding here, as the SQLite store does, over the
+        // tenant's ids only (the primary key starts with the tenant).
+        let wanted = id.as_str().to_lowercase();
+        let rows = self.with_client(|c| {
+            Ok(c.query(
+                "SELECT machine_id FROM machines WHERE tenant_id = $1",
+                &[&tenant.as_str()],
+            )?)
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let name: String = row.get(0);
+            if name.to_lowercase() == wanted {
+                out.push(MachineId::parse(&name).map_err(corrupt)?);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn ping(&self) -> Result<()> {
         self.with_client(|c| {
             c.query_one("SELECT 1", &[])?;

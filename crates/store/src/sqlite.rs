@@ -659,6 +659,25 @@ impl Store for SqliteStore {
         })
     }
 
+    fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>> {
+        // SQLite folds only ASCII case; the ids are compared here with Unicode case folding.
+        let wanted = id.as_str().to_lowercase();
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT machine_id FROM machines WHERE tenant_id = ?1")?;
+            let rows = stmt.query_map(params![tenant.as_str()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let row = row?;
+                if row.to_lowercase() == wanted {
+                    out.push(MachineId::parse(&row).map_err(corrupt)?);
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
     fn indeterminate_machines(
         &self,
         tenant: &TenantId,

@@ -145,6 +145,7 @@ conformance!(
     snapshots_round_trip_and_machines_list_in_byte_order,
     reopening_keeps_everything_and_a_newer_schema_is_refused,
     stores_opened_at_once_share_one_schema,
+    machines_are_found_by_id_ignoring_case_within_their_tenant,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1010,4 +1011,31 @@ fn stores_opened_at_once_share_one_schema(f: &Fixture) {
     assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034441, 12)]);
     assert_eq!(counts(s, "fabrikam", W10), vec![(5034441, 8)]);
     assert_eq!(s.catalog_state().unwrap().inventory, 21);
+}
+
+fn machines_are_found_by_id_ignoring_case_within_their_tenant(f: &Fixture) {
+    let s = f.store.as_ref();
+    let e = eval(&[W10], &[], &[]);
+    put(
+        s,
+        "contoso",
+        &[
+            machine("PC-Upper", NOW, e.clone()),
+            machine("pc-upper", NOW, e.clone()),
+            machine("Laptop-7", NOW, e.clone()),
+        ],
+    );
+    put(s, "fabrikam", &[machine("laptop-7", NOW, e)]);
+    let named = |t: &str, id: &str| -> Vec<String> {
+        s.machines_named(&tenant(t), &mid(id))
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().to_string())
+            .collect()
+    };
+    assert_eq!(named("contoso", "LAPTOP-7"), ["Laptop-7"]);
+    assert_eq!(named("contoso", "pc-UPPER"), ["PC-Upper", "pc-upper"]);
+    assert_eq!(named("fabrikam", "LAPTOP-7"), ["laptop-7"]);
+    assert!(named("fabrikam", "pc-upper").is_empty());
+    assert!(named("northwind", "laptop-7").is_empty());
 }

@@ -5,42 +5,14 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use kbgap_auth::Permission;
-use kbgap_domain::engine::KbExplanation;
 use kbgap_domain::{KbId, MachineId, SoftwareId};
+use kbgap_service::ExplanationReport;
 use serde::Serialize;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::blocking;
 use crate::AppState;
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExplanationDto {
-    pub machine_id: String,
-    pub catalog_generation: i64,
-    pub os: Option<kbgap_domain::OsFacts>,
-    pub pending_restart: bool,
-    pub missing: Vec<SoftwareKbs>,
-    pub indeterminate: Vec<SoftwareId>,
-    pub kbs: Vec<KbDto>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SoftwareKbs {
-    pub software: SoftwareId,
-    pub kbs: Vec<KbId>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KbDto {
-    pub name: Option<String>,
-    pub machine_revision: Option<u32>,
-    #[serde(flatten)]
-    pub explanation: KbExplanation,
-}
 
 fn kb_filter(query: Option<&str>) -> Result<Option<KbId>, ApiError> {
     for pair in query.unwrap_or("").split('&') {
@@ -53,13 +25,14 @@ fn kb_filter(query: Option<&str>) -> Result<Option<KbId>, ApiError> {
     Ok(None)
 }
 
-/// `GET /api/machines/{machineId}/missingkbs/explain[?kb=5034122]`.
+/// `GET /api/machines/{machineId}/missingkbs/explain[?kb=5034122]`. The id matches ignoring
+/// case; the answer names the machine as stored.
 pub async fn explain(
     caller: Caller,
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<ExplanationDto>, ApiError> {
+) -> Result<Json<ExplanationReport>, ApiError> {
     caller.require(Permission::SoftwareRead)?;
     let id =
         MachineId::parse(&raw_id).map_err(|e| ApiError::InvalidInput(format!("Invalid {e}.")))?;
@@ -77,33 +50,7 @@ pub async fn explain(
     // Another tenant's machine is as absent as one that does not exist: no existence oracle.
     let (found, catalog) =
         found.ok_or_else(|| ApiError::ResourceNotFound(format!("Machine {id} was not found")))?;
-    let ev = &found.explanation.evaluation;
-    let revision = found.facts.os.as_ref().and_then(|o| o.revision);
-    Ok(Json(ExplanationDto {
-        machine_id: found.machine.to_string(),
-        catalog_generation: found.generation,
-        os: found.facts.os.clone(),
-        pending_restart: ev.pending_restart,
-        missing: ev
-            .missing
-            .iter()
-            .map(|(s, k)| SoftwareKbs {
-                software: s.clone(),
-                kbs: k.iter().copied().collect(),
-            })
-            .collect(),
-        indeterminate: ev.indeterminate.iter().cloned().collect(),
-        kbs: found
-            .explanation
-            .kbs
-            .into_iter()
-            .map(|k| KbDto {
-                name: catalog.catalog.kb(k.verdict.kb).map(|i| i.name.clone()),
-                machine_revision: revision,
-                explanation: k,
-            })
-            .collect(),
-    }))
+    Ok(Json(found.report(&catalog.catalog)))
 }
 
 #[derive(Debug, Serialize)]

@@ -67,6 +67,12 @@ pub enum CatalogCommand {
         /// Print the report as JSON (every name with its family, class and counts).
         #[arg(long)]
         json: bool,
+        /// Instead: how each family's KBs are evaluated — by build (rule b), by update list
+        /// only (rules c, e), version-fixed (never by KB) or not evaluated — with the KBs,
+        /// products and KB × product pairs of each mode, for the stored catalog (at its cut)
+        /// or the given documents. Always exits 0.
+        #[arg(long)]
+        evaluation: bool,
     },
     /// List the repairs the compiled catalog makes to Microsoft's data (FixedBuild on the
     /// wrong branch, sibling product omitted, chain link missing, FixedBuilds swapped between
@@ -221,6 +227,30 @@ fn abbreviate(ids: &[String]) -> String {
     }
 }
 
+/// `kbgap catalog coverage --evaluation`: how the catalog judges each family.
+pub fn evaluation_coverage(store: &dyn Store, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
+    let report = if paths.is_empty() {
+        let docs = store
+            .load_documents()
+            .context("cannot read the stored catalog")?;
+        anyhow::ensure!(
+            !docs.is_empty(),
+            "the store holds no catalog: import one, or give files or directories to read"
+        );
+        let as_of = store.catalog_state()?.as_of;
+        kbgap_catalog::evaluation_coverage(&docs, &kbgap_service::compile(&docs, as_of))
+    } else {
+        let docs = kbgap_catalog::read_documents(paths).context("cannot read the documents")?;
+        let catalog = kbgap_service::compile(&docs, None);
+        kbgap_catalog::evaluation_coverage(&docs, &catalog)
+    };
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+    } else {
+        emit(&report.to_string())
+    }
+}
+
 pub fn coverage(store: &dyn Store, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let report = if paths.is_empty() {
         let docs = store
@@ -265,13 +295,8 @@ pub fn repairs(store: &dyn Store, kind: Option<&str>, json: bool) -> anyhow::Res
     let holder = CatalogHolder::load(store)?;
     let compiled = holder.current();
     let all = compiled.catalog.repairs();
-    // A kind's name is its JSON name, so new kinds need no change here.
-    let name_of = |r: &kbgap_domain::catalog::Repair| -> String {
-        serde_json::to_value(r.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", r.kind))
-    };
+    // A kind's name is its JSON name, as in explanations.
+    let name_of = |r: &kbgap_domain::catalog::Repair| -> String { r.kind.to_string() };
     let mut kinds: Vec<String> = all.iter().map(name_of).collect();
     kinds.sort();
     kinds.dedup();
@@ -351,7 +376,12 @@ pub fn run(cmd: CatalogCommand, storage: &Storage) -> anyhow::Result<()> {
             },
         ),
         CatalogCommand::Status => catalog_status(store.as_ref()),
-        CatalogCommand::Coverage { paths, json } => coverage(store.as_ref(), &paths, json),
+        CatalogCommand::Coverage {
+            paths,
+            json,
+            evaluation: true,
+        } => evaluation_coverage(store.as_ref(), &paths, json),
+        CatalogCommand::Coverage { paths, json, .. } => coverage(store.as_ref(), &paths, json),
         CatalogCommand::Repairs { kind, json } => repairs(store.as_ref(), kind.as_deref(), json),
     }
 }

@@ -1,10 +1,10 @@
 //! `kbgap explain`: why each KB is or is not missing on one stored machine, and which machines
-//! kbgap cannot decide for a software.
+//! kbgap cannot decide for a software. `--json` prints what the API answers.
 
 use anyhow::{bail, Context};
 use kbgap_domain::engine::{Outcome, Rule, Satisfied};
 use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
-use kbgap_service::CatalogHolder;
+use kbgap_service::{CatalogHolder, ExplanationReport, KbReport, SoftwareSummary};
 
 use crate::config::Storage;
 use crate::open_store;
@@ -14,7 +14,7 @@ pub struct ExplainArgs {
     /// The tenant that owns the machine.
     #[arg(long)]
     pub tenant: String,
-    /// The machine to explain.
+    /// The machine to explain (matched ignoring case: PC-0001 finds pc-0001).
     #[arg(long, required_unless_present = "indeterminate")]
     pub machine: Option<String>,
     /// Only this KB (e.g. 5034122 or KB5034122).
@@ -23,7 +23,11 @@ pub struct ExplainArgs {
     /// Instead: list the active machines that are indeterminate for this software id.
     #[arg(long, value_name = "SOFTWARE", conflicts_with_all = ["machine", "kb"])]
     pub indeterminate: Option<String>,
-    /// Print JSON instead of text.
+    /// Also show the evidence of every satisfied KB (the installed KB and the supersedence
+    /// chain that cover it) and of unsatisfied KBs that are not reported.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of text: the API's explanation, every KB with its evidence.
     #[arg(long)]
     pub json: bool,
 }
@@ -65,20 +69,26 @@ pub fn run(args: &ExplainArgs, storage: &Storage) -> anyhow::Result<()> {
     else {
         bail!("tenant {tenant} has no machine {machine}");
     };
+    let report = found.report(&compiled.catalog);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&found.explanation)?);
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", text(&report, &tenant, args.all));
     }
-    let catalog = &compiled.catalog;
-    let ev = &found.explanation.evaluation;
-    println!(
-        "machine {machine} of tenant {tenant}, catalog generation {}",
-        found.generation
+    Ok(())
+}
+
+/// The explanation as text: per software what is missing and what is unknown with the
+/// evidence that decided each, and how many applicable KBs are satisfied; `all` adds the
+/// evidence of the satisfied and of the unsatisfied KBs that are not reported.
+pub fn text(r: &ExplanationReport, tenant: &TenantId, all: bool) -> String {
+    let mut out = format!(
+        "machine {} of tenant {tenant}, catalog generation {}\n",
+        r.machine_id, r.catalog_generation
     );
-    let revision = found.facts.os.as_ref().and_then(|o| o.revision);
-    if let Some(os) = &found.facts.os {
-        println!(
-            "OS {} build {}{} {}{}",
+    if let Some(os) = &r.os {
+        out.push_str(&format!(
+            "OS {} build {}{} {}{}\n",
             os.software,
             os.build,
             os.revision.map(|r| format!(".{r}")).unwrap_or_default(),
@@ -88,69 +98,176 @@ pub fn run(args: &ExplainArgs, storage: &Storage) -> anyhow::Result<()> {
             } else {
                 ""
             }
-        );
+        ));
+    } else {
+        out.push_str("OS not reported: nothing can be evaluated\n");
     }
-    for (software, kbs) in &ev.missing {
-        let list: Vec<String> = kbs.iter().map(|k| format!("KB{k}")).collect();
-        println!("missing for {software}: {}", list.join(", "));
+    if r.pending_restart {
+        out.push_str("pending restart: an installed update waits for a reboot\n");
     }
-    for software in &ev.indeterminate {
-        println!("indeterminate for {software}: some applicable KB could not be decided");
-    }
-    if ev.pending_restart {
-        println!("pending restart: an installed update waits for a reboot");
-    }
-    for k in &found.explanation.kbs {
-        let v = &k.verdict;
-        let name = catalog.kb(v.kb).map(|i| i.name.as_str()).unwrap_or("?");
-        let outcomes: Vec<String> = k
-            .outcomes
-            .iter()
-            .map(|o| format!("{}: {}", o.software.product_name(), describe(&o.outcome)))
-            .collect();
-        println!("\nKB{} ({name}) — {}", v.kb, outcomes.join("; "));
-        let why = match v.rule {
-            Rule::PendingRestart => "rule a: pending a restart, build below the fix".to_string(),
-            Rule::Build => format!(
-                "rule b: machine revision {} {} FixedBuild revision {}",
-                revision.map(|r| r.to_string()).unwrap_or_default(),
-                if v.satisfied == Satisfied::Yes {
-                    ">="
-                } else {
-                    "<"
-                },
-                v.fixed_revision.map(|r| r.to_string()).unwrap_or_default()
-            ),
-            Rule::InstalledKb => match v.covered_by {
-                Some(by) if by != v.kb => format!(
-                    "rule c: installed KB{by} supersedes it ({})",
-                    k.chain
-                        .iter()
-                        .map(|c| format!("KB{c}"))
-                        .collect::<Vec<_>>()
-                        .join(" → ")
-                ),
-                _ => "rule c: installed".to_string(),
-            },
-            Rule::NewerThanCatalog => {
-                "rule d: the machine is newer than every cumulative build the catalog knows"
-                    .to_string()
+    let kb_of = |kb: KbId| r.kbs.iter().find(|k| k.explanation.verdict.kb == kb);
+    for s in &r.by_software {
+        out.push_str(&format!("\n{}\n", s.software));
+        if s.missing.is_empty() && s.unknown.is_empty() {
+            out.push_str("  nothing missing\n");
+        }
+        for (label, kbs) in [("missing", &s.missing), ("unknown", &s.unknown)] {
+            for k in kbs.iter().filter_map(|kb| kb_of(*kb)) {
+                describe_kb(&mut out, label, k);
             }
-            Rule::CompleteKbList => "rule e: not in the complete KB list".to_string(),
-            Rule::NoEvidence => format!(
-                "unknown: {}",
-                k.unknown_because.as_deref().unwrap_or("no evidence")
-            ),
-        };
-        println!("  {why}");
-        println!("  products: {}", k.products.join("; "));
-        for r in &k.repairs {
-            println!("  repair: {r}");
+        }
+        if s.indeterminate {
+            out.push_str("  indeterminate: an unknown KB could change the answer\n");
+        }
+        if !s.not_reported.is_empty() {
+            out.push_str(&format!(
+                "  {} not reported: {}\n",
+                plural(s.not_reported.len(), "unsatisfied KB"),
+                not_reported_counts(s, r)
+            ));
+            if all {
+                for k in s.not_reported.iter().filter_map(|kb| kb_of(*kb)) {
+                    describe_kb(&mut out, "not reported", k);
+                }
+            }
+        }
+        out.push_str(&format!(
+            "  {} satisfied\n",
+            plural(s.satisfied, "applicable KB")
+        ));
+        if all {
+            for k in r.kbs.iter().filter(|k| {
+                k.explanation
+                    .outcomes
+                    .iter()
+                    .any(|o| o.software == s.software && o.outcome == Outcome::Satisfied)
+            }) {
+                describe_kb(&mut out, "satisfied", k);
+            }
         }
     }
-    Ok(())
+    out
 }
 
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Why unsatisfied KBs of a software are not reported, counted by reason.
+fn not_reported_counts(s: &SoftwareSummary, r: &ExplanationReport) -> String {
+    let (mut superseded, mut closed, mut alternative) = (0, 0, 0);
+    for k in &r.kbs {
+        for o in &k.explanation.outcomes {
+            if o.software != s.software {
+                continue;
+            }
+            match o.outcome {
+                Outcome::Superseded { .. } => superseded += 1,
+                Outcome::NoOpenCve => closed += 1,
+                Outcome::Alternative { .. } => alternative += 1,
+                _ => {}
+            }
+        }
+    }
+    [
+        (superseded, "superseded by a newer unsatisfied KB"),
+        (closed, "every CVE closed by other updates"),
+        (alternative, "alternative to a reported KB"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+fn describe_kb(out: &mut String, label: &str, k: &KbReport) {
+    let v = &k.explanation.verdict;
+    out.push_str(&format!(
+        "  {label} KB{} ({})\n",
+        v.kb,
+        k.name.as_deref().unwrap_or("?")
+    ));
+    let others: Vec<String> = k
+        .explanation
+        .outcomes
+        .iter()
+        .filter(|o| {
+            !matches!(
+                o.outcome,
+                Outcome::Missing | Outcome::Unknown | Outcome::Satisfied
+            )
+        })
+        .map(|o| format!("for {}: {}", o.software, describe(&o.outcome)))
+        .collect();
+    for o in others {
+        out.push_str(&format!("    {o}\n"));
+    }
+    out.push_str(&format!("    {}\n", why(k)));
+    out.push_str(&format!(
+        "    products: {}\n",
+        k.explanation.products.join("; ")
+    ));
+    if !k.explanation.closes_open_cves.is_empty() {
+        out.push_str(&format!(
+            "    closes open CVEs: {}\n",
+            k.explanation.closes_open_cves.join(", ")
+        ));
+    }
+    for r in &k.explanation.repairs {
+        out.push_str(&format!("    repair: {r}\n"));
+    }
+}
+
+/// The rule that decided a KB and its evidence.
+fn why(k: &KbReport) -> String {
+    let v = &k.explanation.verdict;
+    let cmp = if v.satisfied == Satisfied::Yes {
+        ">="
+    } else {
+        "<"
+    };
+    match v.rule {
+        Rule::PendingRestart => "rule a: pending a restart, build below the fix".to_string(),
+        Rule::Build => match v.fixed_build {
+            Some(fixed) => format!("rule b: the product's build {cmp} FixedBuild {fixed}"),
+            None => format!(
+                "rule b: machine revision {} {cmp} FixedBuild revision {}",
+                k.machine_revision
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+                v.fixed_revision.map(|r| r.to_string()).unwrap_or_default()
+            ),
+        },
+        Rule::InstalledKb => match v.covered_by {
+            Some(by) if by != v.kb => format!(
+                "rule c: installed KB{by} supersedes it ({})",
+                k.explanation
+                    .chain
+                    .iter()
+                    .map(|c| format!("KB{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+            _ => "rule c: installed".to_string(),
+        },
+        Rule::NewerThanCatalog => {
+            "rule d: the machine is newer than every cumulative build the catalog knows".to_string()
+        }
+        Rule::CompleteKbList => "rule e: not in the complete KB list".to_string(),
+        Rule::NoEvidence => format!(
+            "unknown: {}",
+            k.explanation
+                .unknown_because
+                .as_deref()
+                .unwrap_or("no evidence")
+        ),
+    }
+}
 fn describe(o: &Outcome) -> String {
     match o {
         Outcome::Missing => "missing".into(),
