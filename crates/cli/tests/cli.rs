@@ -372,7 +372,9 @@ fn every_command_works_on_a_postgres_store() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("missing for microsoft-_-windows_10: KB5034122\n"),
+        stdout(&o).contains(
+            "microsoft-_-windows_10\n  missing KB5034122 (January 2024 Security Updates)\n"
+        ),
         "{}",
         stdout(&o)
     );
