@@ -62,13 +62,7 @@ pub fn explain_machine(
     let Some((machine, json)) = find_machine(store, tenant, machine)? else {
         return Ok(None);
     };
-    let snapshot = kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| {
-        ServiceError::StoredSnapshot {
-            tenant: tenant.clone(),
-            machine: machine.clone(),
-            error: e.to_string(),
-        }
-    })?;
+    let snapshot = crate::parse_stored(tenant, &machine, &json)?;
     let facts = snapshot.facts()?;
     let mut explanation = kbgap_domain::explain(&catalog.catalog, &facts);
     if let Some(kb) = kb {

@@ -344,17 +344,20 @@ fn reevaluate_all(
 ) -> Result<Vec<(TenantId, MachineRecord)>> {
     let mut out = Vec::new();
     for (tenant, machine, json) in store.all_machines()? {
-        let snapshot = kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| {
-            ServiceError::StoredSnapshot {
-                tenant: tenant.clone(),
-                machine: machine.clone(),
-                error: e.to_string(),
-            }
-        })?;
+        let snapshot = parse_stored(&tenant, &machine, &json)?;
         let record = record(catalog, machine, &snapshot, json)?;
         out.push((tenant, record));
     }
     Ok(out)
+}
+
+/// A stored snapshot, parsed again (for re-evaluation or an explanation).
+fn parse_stored(tenant: &TenantId, machine: &MachineId, json: &str) -> Result<Snapshot> {
+    kbgap_inventory::parse_snapshot(json.as_bytes()).map_err(|e| ServiceError::StoredSnapshot {
+        tenant: tenant.clone(),
+        machine: machine.clone(),
+        error: e.to_string(),
+    })
 }
 
 fn record(
