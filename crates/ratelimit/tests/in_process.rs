@@ -179,3 +179,14 @@ fn concurrent_callers_never_exceed_the_limit() {
     });
     assert_eq!(allowed, 100);
 }
+
+#[test]
+fn a_fresh_keys_peek_reports_the_tightest_window_like_a_counted_one() {
+    let (_clock, l, _) = setup(1, 1);
+    let q = Quota::per_minute_and_hour(100, 4).unwrap();
+    let k = key("t1", "app1");
+    assert_eq!(now(l.peek(&k, &q)), Decision::Allowed { remaining: 4 });
+    assert_eq!(l.len(), 0);
+    assert_eq!(now(l.acquire(&k, &q)), Decision::Allowed { remaining: 3 });
+    assert_eq!(now(l.peek(&k, &q)), Decision::Allowed { remaining: 3 });
+}
