@@ -296,11 +296,8 @@ impl<'a> Analysis<'a> {
         // or a component on its own.
         a.track_of = match scope {
             Scope::Os => os.map(|o| o.software.clone()),
-            Scope::Component => machine
-                .software
-                .keys()
-                .find(|s| os.is_none_or(|o| &o.software != *s))
-                .cloned(),
+            // The component is the part's only software.
+            Scope::Component => machine.software.keys().next().cloned(),
             Scope::Product(_) => None,
         };
         // A product evaluated apart has only entries named without a host: no branch.

@@ -14,7 +14,7 @@ use postgres::config::Host;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 use time::{Date, PrimitiveDateTime};
 
-use crate::rows::{self, CountDeltas, StoredFix};
+use crate::rows::{self, check_unchanged, CountDeltas, StoredFix};
 use crate::{CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
@@ -520,15 +520,7 @@ impl Store for PostgresStore {
     ) -> Result<ImportSummary> {
         self.write(Lock::Everything, |tx| {
             let state = catalog_state(tx)?;
-            if state.generation != expected.generation {
-                return Err(StoreError::StaleCatalog {
-                    expected: expected.generation,
-                    found: state.generation,
-                });
-            }
-            if state.inventory != expected.inventory {
-                return Err(StoreError::StaleInventory);
-            }
+            check_unchanged(state, expected)?;
             let summary = plan(tx, docs)?;
             for doc in docs {
                 if summary.stored.contains(&doc.id) {

@@ -8,7 +8,7 @@ use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
 use kbgap_domain::KbId;
 use time::PrimitiveDateTime;
 
-use crate::{ImportSummary, MachineRecord};
+use crate::{CatalogState, ImportSummary, MachineRecord, Result, StoreError};
 
 /// Revision dates are stored to the second: a revision is newer only if it is at least one
 /// second later.
@@ -19,6 +19,21 @@ pub(crate) fn to_second(dt: PrimitiveDateTime) -> PrimitiveDateTime {
 /// Which of `docs` replace what is stored (`stored`: id → current release): within one
 /// import the newest revision of each document wins, and it replaces a stored document only
 /// if it is newer.
+/// The guard of a catalog import: the catalog and the inventory are still as they were read
+/// before the machines were re-evaluated.
+pub(crate) fn check_unchanged(found: CatalogState, expected: CatalogState) -> Result<()> {
+    if found.generation != expected.generation {
+        return Err(StoreError::StaleCatalog {
+            expected: expected.generation,
+            found: found.generation,
+        });
+    }
+    if found.inventory != expected.inventory {
+        return Err(StoreError::StaleInventory);
+    }
+    Ok(())
+}
+
 pub(crate) fn plan(
     stored: &HashMap<String, PrimitiveDateTime>,
     docs: &[CvrfDocument],

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime};
 
-use crate::rows::{self, CountDeltas, StoredFix};
+use crate::rows::{self, check_unchanged, CountDeltas, StoredFix};
 use crate::{CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
@@ -446,15 +446,7 @@ impl Store for SqliteStore {
     ) -> Result<ImportSummary> {
         self.write(|tx| {
             let state = catalog_state(tx)?;
-            if state.generation != expected.generation {
-                return Err(StoreError::StaleCatalog {
-                    expected: expected.generation,
-                    found: state.generation,
-                });
-            }
-            if state.inventory != expected.inventory {
-                return Err(StoreError::StaleInventory);
-            }
+            check_unchanged(state, expected)?;
             let summary = plan(tx, docs)?;
             for doc in docs {
                 if summary.stored.contains(&doc.id) {

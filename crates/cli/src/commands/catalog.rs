@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use kbgap_catalog::sync::{MsrcClient, SyncConfig, SyncState, DEFAULT_BASE_URL};
+use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_service::{CatalogHolder, Retention};
 use kbgap_store::Store;
 use time::OffsetDateTime;
@@ -227,16 +228,22 @@ fn abbreviate(ids: &[String]) -> String {
     }
 }
 
+/// The stored catalog's documents, for a report on them; an empty store is an error.
+fn stored_documents(store: &dyn Store) -> anyhow::Result<Vec<CvrfDocument>> {
+    let docs = store
+        .load_documents()
+        .context("cannot read the stored catalog")?;
+    anyhow::ensure!(
+        !docs.is_empty(),
+        "the store holds no catalog: import one, or give files or directories to read"
+    );
+    Ok(docs)
+}
+
 /// `kbgap catalog coverage --evaluation`: how the catalog judges each family.
 pub fn evaluation_coverage(store: &dyn Store, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let report = if paths.is_empty() {
-        let docs = store
-            .load_documents()
-            .context("cannot read the stored catalog")?;
-        anyhow::ensure!(
-            !docs.is_empty(),
-            "the store holds no catalog: import one, or give files or directories to read"
-        );
+        let docs = stored_documents(store)?;
         let as_of = store.catalog_state()?.as_of;
         kbgap_catalog::evaluation_coverage(&docs, &kbgap_service::compile(&docs, as_of))
     } else {
@@ -253,14 +260,7 @@ pub fn evaluation_coverage(store: &dyn Store, paths: &[PathBuf], json: bool) -> 
 
 pub fn coverage(store: &dyn Store, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let report = if paths.is_empty() {
-        let docs = store
-            .load_documents()
-            .context("cannot read the stored catalog")?;
-        anyhow::ensure!(
-            !docs.is_empty(),
-            "the store holds no catalog: import one, or give files or directories to read"
-        );
-        kbgap_catalog::coverage(&docs)
+        kbgap_catalog::coverage(&stored_documents(store)?)
     } else {
         let read = kbgap_catalog::read_documents_with_products(paths)
             .context("cannot read the documents")?;
