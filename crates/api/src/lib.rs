@@ -155,6 +155,10 @@ pub fn router(state: AppState) -> Router {
             "/api/Software/{id}/indeterminatemachines",
             get(machines::indeterminate),
         )
+        .route(
+            "/api/Software/{id}/endofservicingmachines",
+            get(machines::end_of_servicing),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))

@@ -187,7 +187,11 @@ fn escapes_well_formed(segment: &str) -> bool {
 }
 
 /// Actions on `/api/Software/{id}/…`, in their canonical spelling.
-const SOFTWARE_ACTIONS: [&str; 2] = ["getmissingkbs", "indeterminatemachines"];
+const SOFTWARE_ACTIONS: [&str; 3] = [
+    "getmissingkbs",
+    "indeterminatemachines",
+    "endofservicingmachines",
+];
 
 fn canonical_path(path: &str) -> Option<Canonical> {
     let segments: Vec<&str> = path.split('/').collect();

@@ -1014,3 +1014,78 @@ fn explanations_match_ids_ignoring_case_are_camel_case_and_spell_repair_kinds_as
         "Machine ex-case-1 was not found"
     );
 }
+
+#[test]
+fn machines_whose_edition_left_servicing_are_listed_with_their_last_update() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000f1";
+    // Windows 10 1809 at August 2023's revision: Pro left servicing on 2020-11-10 with
+    // November 2020's KB4586793; Enterprise LTSC 2019 is serviced until 2029 and misses
+    // January 2024's KB5034127; without an edition the machine counts as the editions still
+    // serviced do.
+    let mut pro = snapshot("eos-pro", "Windows10", "10.0.17763.4737", 0);
+    pro["osEdition"] = json!("Microsoft Windows 10 Pro");
+    pro["software"] = json!([{"id": "microsoft-_-internet_explorer", "version": "11"}]);
+    let mut ltsc = snapshot("eos-ltsc", "Windows10", "10.0.17763.4737", 0);
+    ltsc["osEdition"] = json!("Enterprise LTSC");
+    let unnamed = snapshot("eos-unnamed", "Windows10", "10.0.17763.4737", 0);
+    s.ingest(tid, &[pro.clone(), ltsc, unnamed]);
+    s.ingest("a0000000-0000-0000-0000-0000000000f2", &[pro]);
+    let reader = s.token(tid, &["Software.Read.All"]);
+    let b = body(s.get(
+        "/api/Software/microsoft-_-windows_10/endofservicingmachines",
+        &reader,
+    ));
+    assert_eq!(
+        b,
+        json!({"software": "microsoft-_-windows_10", "machineCount": 1, "machines": [
+            {"id": "eos-pro", "version": "Windows 10, version 1809", "edition": "homePro",
+             "since": "2020-11-10", "esuUntil": null, "lastUpdate": "4586793"}]})
+    );
+    // The software the machine hosts lists it too; the MDE spelling of the path works.
+    let b = body(s.get(
+        "/api/v1.0/software/microsoft-_-internet_explorer/EndOfServicingMachines",
+        &reader,
+    ));
+    assert_eq!(b["machineCount"], 1);
+    // The count follows the editions: only the two still serviced miss January's update.
+    let b = body(s.missing(tid, "microsoft-_-windows_10"));
+    let ids: Vec<(&str, u64)> = b["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap(),
+                k["machineMissedOn"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ids, vec![("5034127", 2)]);
+    let b = body(s.get("/api/machines/eos-pro/missingkbs/explain", &reader));
+    assert_eq!(
+        b["endOfServicing"],
+        json!({"status": "ended", "version": "Windows 10, version 1809", "edition": "homePro",
+               "since": "2020-11-10", "esuUntil": null, "lastUpdate": "4586793"})
+    );
+    assert_eq!(b["os"]["edition"], "homePro");
+    // An edition name that is too long is refused where it is.
+    let mut bad = snapshot("eos-bad", "Windows10", "10.0.17763.4737", 0);
+    bad["osEdition"] = json!("x".repeat(300));
+    let r = client()
+        .put(s.url("/api/inventory/machines/eos-bad"))
+        .bearer_auth(s.token(tid, &["Machine.ReadWrite.All"]))
+        .json(&bad)
+        .send()
+        .unwrap();
+    let msg = assert_error(r, StatusCode::BAD_REQUEST, "InvalidRequestBody");
+    assert!(msg.contains("osEdition"), "{msg}");
+    // Bad ids and missing permissions are refused as on the other software routes.
+    let r = s.get("/api/Software/abc%zz/endofservicingmachines", &reader);
+    assert_error(r, StatusCode::BAD_REQUEST, "InvalidInput");
+    let r = s.get(
+        "/api/Software/microsoft-_-windows_10/endofservicingmachines",
+        &s.token(tid, &["Machine.ReadWrite.All"]),
+    );
+    assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
+}

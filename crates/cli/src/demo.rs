@@ -62,6 +62,7 @@ pub fn fleet(catalog: &Catalog, now: OffsetDateTime) -> Vec<Snapshot> {
                     os_platform: platform.to_string(),
                     os_build: format!("10.0.{build}.{rev}"),
                     os_architecture: "x64".into(),
+                    os_edition: None,
                     installation_type: None,
                     hotpatch_enrolled: false,
                     software: Vec::new(),

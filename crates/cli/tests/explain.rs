@@ -84,12 +84,13 @@ fn the_text_shows_what_is_missing_and_unknown_with_its_evidence_and_counts_the_s
     let expected = format!(
         "machine PC-Mixed of tenant {TENANT}, catalog generation 1
 OS microsoft-_-windows_10 build 19044.3803 x64
+edition not reported: some editions of Windows 10, version 21H2 left servicing on 2023-06-13, Windows 10 Enterprise LTSC 2021 is serviced (until 2032-01-13 at the longest); updates are counted as for the editions still serviced (import systeminfo or give osEdition to decide)
 
 microsoft-_-.net_framework
   unknown KB5034274 (January 2024 Security Updates)
     unknown: the catalog has no FixedBuild for this KB on the machine's branch, the KB list is not complete, and no installed KB supersedes it
     products: Microsoft .NET Framework 3.5 AND 4.8 on Windows 10 Version 21H2 for x64-based Systems
-    closes open CVEs: CVE-2024-21312
+    closes 1 open CVE: CVE-2024-21312
   indeterminate: an unknown KB could change the answer
   0 applicable KBs satisfied
 
@@ -97,7 +98,7 @@ microsoft-_-windows_10
   missing KB5034122 (January 2024 Security Updates)
     rule b: machine revision 3803 < FixedBuild revision 3930
     products: Windows 10 Version 21H2 for x64-based Systems
-    closes open CVEs: CVE-2024-20674
+    closes 1 open CVE: CVE-2024-20674
   1 applicable KB satisfied
 "
     );
@@ -131,6 +132,7 @@ fn satisfied_kbs_are_counted_and_all_shows_the_chain_that_covers_them() {
     let head = format!(
         "machine pc-chain of tenant {TENANT}, catalog generation 1
 OS microsoft-_-windows_10 build 19044 x64
+edition not reported: some editions of Windows 10, version 21H2 left servicing on 2023-06-13, Windows 10 Enterprise LTSC 2021 is serviced (until 2032-01-13 at the longest); updates are counted as for the editions still serviced (import systeminfo or give osEdition to decide)
 
 microsoft-_-windows_10
   nothing missing
@@ -156,6 +158,7 @@ microsoft-_-windows_10
         format!(
             "machine pc-chain of tenant {TENANT}, catalog generation 1
 OS microsoft-_-windows_10 build 19044 x64
+edition not reported: some editions of Windows 10, version 21H2 left servicing on 2023-06-13, Windows 10 Enterprise LTSC 2021 is serviced (until 2032-01-13 at the longest); updates are counted as for the editions still serviced (import systeminfo or give osEdition to decide)
 
 microsoft-_-windows_10
   nothing missing
@@ -275,7 +278,16 @@ fn json_is_what_the_api_answers_camel_case_throughout_and_ids_match_ignoring_cas
     assert_eq!(
         cli["os"],
         serde_json::json!({"software": "microsoft-_-windows_10", "build": 19044,
-            "revision": 3803, "arch": "x64", "installType": "full", "hotpatchEnrolled": false})
+            "revision": 3803, "arch": "x64", "installType": "full", "hotpatchEnrolled": false,
+            "edition": null})
+    );
+    // Windows 10 21H2 Home and Pro left servicing on 2023-06-13, LTSC 2021 did not: without
+    // an edition the lifecycle cannot decide, and the explanation says so.
+    assert_eq!(
+        cli["endOfServicing"],
+        serde_json::json!({"status": "dependsOnEdition", "version": "Windows 10, version 21H2",
+            "since": "2023-06-13", "servicedEdition": "Windows 10 Enterprise LTSC 2021",
+            "servicedUntil": "2032-01-13"})
     );
     // The chain of a KB covered by supersedence is in the JSON without --all.
     let chain: Value = serde_json::from_str(&explain(dir.path(), "pc-chain", &["--json"])).unwrap();

@@ -342,6 +342,8 @@ pub struct Catalog {
     /// [`Catalog::evaluated_apart`]).
     os_group_kbs: HashSet<KbId>,
     as_of: Option<Date>,
+    /// The catalog's "today": `as_of` when it is cut, else its newest KB's release date.
+    newest_release: Option<Date>,
     documents: usize,
 }
 
@@ -926,6 +928,7 @@ impl Catalog {
             .map(|(k, v)| (k, v.len() as u32))
             .collect();
 
+        let newest_release = as_of.or_else(|| kbs.values().map(|k| k.release_date).max());
         Catalog {
             kbs,
             entries,
@@ -942,6 +945,7 @@ impl Catalog {
             os_group_kbs,
             os_software,
             as_of,
+            newest_release,
             documents,
         }
     }
@@ -1017,6 +1021,12 @@ impl Catalog {
 
     pub fn document_count(&self) -> usize {
         self.documents
+    }
+
+    /// The day the catalog stands on: its cut date, or its newest KB's release. End of
+    /// servicing is judged on that day.
+    pub fn newest_release(&self) -> Option<Date> {
+        self.newest_release
     }
 
     pub fn as_of(&self) -> Option<Date> {

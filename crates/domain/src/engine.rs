@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use serde::Serialize;
+use time::Date;
 
 use crate::catalog::{Catalog, Entry, Track};
+use crate::lifecycle::{self, EndOfServicing, Servicing};
 use crate::parts::{self, Part};
 use crate::product::ProductUpdates;
 use crate::{Arch, Branch, KbId, MachineFacts, OsFacts, ProductBuild, SoftwareId};
@@ -91,6 +93,11 @@ pub struct Evaluation {
     pub indeterminate: BTreeSet<SoftwareId>,
     /// A KB is waiting for a restart and the build is still below it.
     pub pending_restart: bool,
+    /// The machine's Windows version, for its edition, left servicing: updates released
+    /// after that day for the OS and what it hosts are not offered to it, unless the
+    /// version has Extended Security Updates ([`crate::lifecycle`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_of_servicing: Option<EndOfServicing>,
 }
 
 /// Everything the engine decided about one KB on one machine.
@@ -219,6 +226,20 @@ fn explain_part(
     (a.evaluation, kbs)
 }
 
+/// When the machine's edition of its Windows version left servicing, judged on the catalog's
+/// newest day: the last day serviced, the end of Extended Security Updates when the version
+/// has them, and the version's name.
+fn ended_servicing(catalog: &Catalog, os: &OsFacts) -> Option<(Date, Option<Date>, &'static str)> {
+    let today = catalog.newest_release()?;
+    match lifecycle::servicing(&os.software, os.build, os.edition, today) {
+        Servicing::Ended { since, esu_until } => {
+            let version = lifecycle::version(&os.software, os.build)?;
+            Some((since, esu_until, version.name))
+        }
+        Servicing::Serviced | Servicing::EditionDecides { .. } => None,
+    }
+}
+
 /// Where a machine's build of a product named without a host lies among the catalog's
 /// servicing paths.
 #[derive(Debug, Clone, Copy)]
@@ -320,6 +341,24 @@ impl<'a> Analysis<'a> {
                 a.located.insert(software, located);
             }
         }
+        // MSRC names one product for all editions of a Windows 10 or 11 version. What it
+        // lists under the machine's own version after the machine's edition left servicing
+        // is for the editions still serviced (LTSC 2019 after 1809 Pro's end), unless the
+        // version has Extended Security Updates, whose enrolment kbgap cannot see. Updates of
+        // a branch sibling still apply by the branch rule (`docs/semantics-products.md` §8).
+        let ended = match (scope, os) {
+            (Scope::Os | Scope::Component, Some(o)) => ended_servicing(catalog, o),
+            _ => None,
+        };
+        let cut = ended.and_then(|(since, esu, _)| esu.is_none().then_some(since));
+        let released_after =
+            |e: &Entry, day: Date| catalog.kb(e.kb).is_some_and(|k| k.release_date > day);
+        let own_version = |e: &Entry| {
+            e.class
+                .host
+                .as_ref()
+                .is_some_and(|h| os.is_some_and(|o| h.build == o.build))
+        };
         let (software_set, located_of, applicable) =
             (&a.evaluation.software, &a.located, &mut a.applicable);
         for software in software_set {
@@ -329,10 +368,37 @@ impl<'a> Analysis<'a> {
                 catalog.names_component_host(software, &o.software, o.build, o.arch)
             });
             for e in catalog.candidate_entries(software, branch, arch) {
+                if cut.is_some_and(|day| own_version(e) && released_after(e, day)) {
+                    continue;
+                }
                 if is_applicable(e, os, branch, version, located, exact_host) {
                     applicable.entry(e.kb).or_default().push(e);
                 }
             }
+        }
+        if let (Some((since, esu_until, version)), Scope::Os, Some(o)) = (ended, scope, os) {
+            // The last cumulative update of the version released while the edition was
+            // serviced: the one Windows Update still offers.
+            let last_update = a
+                .applicable
+                .values()
+                .flatten()
+                .filter(|e| {
+                    e.class.software == o.software
+                        && e.track == Track::Cumulative
+                        && own_version(e)
+                        && !released_after(e, since)
+                })
+                .filter_map(|e| Some((catalog.kb(e.kb)?.release_date, e.kb)))
+                .max()
+                .map(|(_, kb)| kb);
+            a.evaluation.end_of_servicing = Some(EndOfServicing {
+                version,
+                edition: o.edition,
+                since,
+                esu_until,
+                last_update,
+            });
         }
         if a.applicable.is_empty() {
             return a;

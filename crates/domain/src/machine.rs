@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Arch, InstallType, KbId, SoftwareId};
+use crate::{Arch, Edition, InstallType, KbId, SoftwareId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OsFacts {
@@ -18,6 +18,10 @@ pub struct OsFacts {
     pub arch: Arch,
     pub install_type: InstallType,
     pub hotpatch_enrolled: bool,
+    /// The edition group, when the source names the edition (systeminfo's OS Name): it
+    /// decides when a Windows 10 or 11 version leaves servicing ([`crate::lifecycle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edition: Option<Edition>,
 }
 
 /// How far a machine's installed-update list is known to be complete.

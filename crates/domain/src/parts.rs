@@ -177,6 +177,9 @@ pub fn merge<'a>(
         }
         out.indeterminate.extend(part.indeterminate.iter().cloned());
         out.pending_restart |= part.pending_restart;
+        if out.end_of_servicing.is_none() {
+            out.end_of_servicing.clone_from(&part.end_of_servicing);
+        }
     }
     out
 }

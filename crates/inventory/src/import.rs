@@ -441,6 +441,13 @@ fn last_seen(opts: &ImportOptions, m: &Machine) -> Result<OffsetDateTime, Import
     }
 }
 
+/// The product name as the snapshot's `osEdition`: what the tool printed, trimmed; nothing
+/// when it printed nothing.
+fn edition_name(os_name: &str) -> Option<String> {
+    let name = os_name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 fn kb_strings(kbs: &[KbId]) -> Vec<String> {
     kbs.iter().map(|k| format!("KB{k}")).collect()
 }
@@ -645,6 +652,7 @@ pub fn import_files(files: &[InputFile], opts: &ImportOptions) -> Result<Importe
                 os_platform: os.platform,
                 os_build: s.info.os_build.to_string(),
                 os_architecture: s.info.arch.as_str().to_string(),
+                os_edition: edition_name(&s.info.os_name),
                 installation_type: None,
                 hotpatch_enrolled: false,
                 software,
@@ -890,6 +898,7 @@ fn osquery_machine(
         os_platform: winos.platform,
         os_build: build.to_string(),
         os_architecture: arch.as_str().to_string(),
+        os_edition: edition_name(&os.name),
         installation_type: None,
         hotpatch_enrolled: false,
         software,
@@ -989,6 +998,8 @@ fn mde_machine(
         os_platform: os_id,
         os_build: build.to_string(),
         os_architecture: arch.as_str().to_string(),
+        // The software inventory export does not name the edition.
+        os_edition: None,
         installation_type: None,
         hotpatch_enrolled: false,
         software,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kbgap_domain::{
-    Arch, InstallType, KbId, KbListScope, MachineFacts, MachineId, OsFacts, SoftwareId,
+    Arch, Edition, InstallType, KbId, KbListScope, MachineFacts, MachineId, OsFacts, SoftwareId,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -30,6 +30,12 @@ pub struct Snapshot {
     pub os_build: String,
     /// `x64`, `x86`, `arm64` (also MDE's `64-bit` / `32-bit`).
     pub os_architecture: String,
+    /// The edition, as the source names it: systeminfo's OS Name ("Microsoft Windows 10
+    /// Pro"), osquery's `os_version.name`, or a bare edition ("Enterprise LTSC"). It decides
+    /// when a Windows 10 or 11 version leaves servicing; a name kbgap does not recognise
+    /// leaves the edition unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_edition: Option<String>,
     /// `full` (default) or `serverCore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_type: Option<String>,
@@ -305,6 +311,11 @@ fn kb_list(field: &str, items: &[String]) -> Result<BTreeSet<KbId>, SnapshotErro
 }
 
 impl Snapshot {
+    /// The edition group `osEdition` names, if kbgap recognises it.
+    pub fn edition(&self) -> Option<Edition> {
+        self.os_edition.as_deref().and_then(Edition::from_name)
+    }
+
     /// The evaluation facts this snapshot states.
     pub fn facts(&self) -> Result<MachineFacts, SnapshotError> {
         let os_software = os_software(&self.os_platform).ok_or_else(|| {
@@ -353,6 +364,14 @@ impl Snapshot {
             if name.len() > 255 || name.chars().any(char::is_control) {
                 return Err(SnapshotError::new(
                     "computerDnsName",
+                    "must be at most 255 characters without control characters",
+                ));
+            }
+        }
+        if let Some(name) = &self.os_edition {
+            if name.len() > 255 || name.chars().any(char::is_control) {
+                return Err(SnapshotError::new(
+                    "osEdition",
                     "must be at most 255 characters without control characters",
                 ));
             }
@@ -414,6 +433,7 @@ impl Snapshot {
                 arch,
                 install_type,
                 hotpatch_enrolled: self.hotpatch_enrolled,
+                edition: self.edition(),
             }),
             software,
             installed_kbs,

@@ -68,6 +68,15 @@ fn osquery_results_log() {
         ),
         ("Windows10", "10.0.19045.3570", "x64")
     );
+    // os_version's name is the edition.
+    assert_eq!(
+        s.os_edition.as_deref(),
+        Some("Microsoft Windows 10 Enterprise")
+    );
+    assert_eq!(
+        s.edition(),
+        Some(kbgap_domain::Edition::EnterpriseEducation)
+    );
     assert_eq!(s.installed_kbs, vec!["KB5030841", "KB5034122"]);
     assert!(s.installed_kbs_complete);
     assert_eq!(s.installed_kbs_sources, vec![KbSource::OsqueryPatches]);

@@ -606,3 +606,40 @@ fn truncated_or_mis_encoded_copies_name_the_file_and_line() {
     let e = damaged("q.txt", q[..cut].to_vec());
     assert_eq!(e.line, Some(6), "{e}");
 }
+
+#[test]
+fn systeminfo_names_the_edition_in_any_language() {
+    use kbgap_domain::Edition;
+    for (sample, name, edition) in [
+        (
+            "10_1809_x64_enterprise_zh-cn_systeminfo.txt",
+            "Microsoft Windows 10 企业版 LTSC",
+            Some(Edition::Ltsc),
+        ),
+        (
+            "10_1803_x64_pro_it_systeminfo.txt",
+            "Microsoft Windows 10 Pro",
+            Some(Edition::HomePro),
+        ),
+        (
+            "7_sp1_x64_enterprise_fr_systeminfo_powershell.txt",
+            // The French capture writes a no-break space after "Windows".
+            "Microsoft Windows\u{a0}7 Entreprise N",
+            Some(Edition::EnterpriseEducation),
+        ),
+        (
+            "11_22H2_x64_home-single-language_systeminfo.txt",
+            "Microsoft Windows 11 Home Single Language",
+            Some(Edition::HomePro),
+        ),
+        (
+            "srv_2019_rtm_datacenter_en-us_systeminfo.txt",
+            "Microsoft Windows Server 2019 Datacenter",
+            Some(Edition::Server),
+        ),
+    ] {
+        let s = one(&[sample]);
+        assert_eq!(s.os_edition.as_deref(), Some(name), "{sample}");
+        assert_eq!(s.edition(), edition, "{sample}");
+    }
+}

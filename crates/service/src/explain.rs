@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 use kbgap_domain::engine::{KbExplanation, Outcome};
+use kbgap_domain::lifecycle::{self, Servicing};
 use kbgap_domain::{
-    Arch, Catalog, InstallType, KbId, MachineFacts, MachineId, SoftwareId, TenantId,
+    Arch, Catalog, Edition, Evaluation, InstallType, KbId, MachineFacts, MachineId, SoftwareId,
+    TenantId,
 };
 use kbgap_store::Store;
 use serde::Serialize;
@@ -86,6 +88,46 @@ pub fn indeterminate_machines(
     Ok(store.indeterminate_machines(tenant, software)?)
 }
 
+/// A machine whose Windows version, for its edition, left servicing, as the API answers it
+/// and `kbgap explain --end-of-servicing --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndOfServicingMachine {
+    pub id: MachineId,
+    /// Microsoft's name of the version: "Windows 10, version 1809".
+    pub version: String,
+    /// The edition group the machine named (`homePro`, `enterpriseEducation`, …); `null`
+    /// when every edition of the version left servicing and none was named.
+    pub edition: Option<Edition>,
+    /// The last day the edition was serviced (YYYY-MM-DD).
+    pub since: String,
+    /// Until when the version's Extended Security Updates continue for enrolled devices.
+    pub esu_until: Option<String>,
+    /// The last cumulative update the edition was offered.
+    pub last_update: Option<KbId>,
+}
+
+/// The tenant's active machines with the software whose Windows version, for their edition,
+/// left servicing (their edition's updates ended; see `docs/semantics-products.md` §8).
+pub fn end_of_servicing_machines(
+    store: &dyn Store,
+    tenant: &TenantId,
+    software: &SoftwareId,
+) -> Result<Vec<EndOfServicingMachine>> {
+    Ok(store
+        .end_of_servicing_machines(tenant, software)?
+        .into_iter()
+        .map(|e| EndOfServicingMachine {
+            id: e.machine,
+            version: e.version,
+            edition: e.edition,
+            since: e.since.to_string(),
+            esu_until: e.esu_until.map(|d| d.to_string()),
+            last_update: e.last_update,
+        })
+        .collect())
+}
+
 /// An explanation as the API answers it and `kbgap explain --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,6 +137,9 @@ pub struct ExplanationReport {
     pub catalog_generation: i64,
     pub os: Option<OsReport>,
     pub pending_restart: bool,
+    /// Whether the machine's Windows version, for its edition, left servicing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_of_servicing: Option<ServicingReport>,
     /// The missing KBs per software: what `getmissingkbs` counts.
     pub missing: Vec<SoftwareKbs>,
     /// Software for which an unknown KB could change the answer.
@@ -115,6 +160,70 @@ pub struct OsReport {
     pub arch: Arch,
     pub install_type: InstallType,
     pub hotpatch_enrolled: bool,
+    /// The edition group the snapshot named, when kbgap recognised it.
+    pub edition: Option<Edition>,
+}
+
+/// The end of servicing of a machine's Windows version, as its explanation says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum ServicingReport {
+    /// The machine's edition (or every edition of its version) left servicing: updates
+    /// listed for its version since then are for other editions and are not counted, unless
+    /// the version has Extended Security Updates (`esuUntil`).
+    #[serde(rename_all = "camelCase")]
+    Ended {
+        version: &'static str,
+        edition: Option<Edition>,
+        since: String,
+        esu_until: Option<String>,
+        /// The last cumulative update the machine's edition was offered.
+        last_update: Option<KbId>,
+    },
+    /// The snapshot names no edition, and the edition decides: some editions of the version
+    /// left servicing on `since`, `servicedEdition` is serviced until `servicedUntil` at the
+    /// longest. The updates are counted as for the editions still serviced.
+    #[serde(rename_all = "camelCase")]
+    DependsOnEdition {
+        version: &'static str,
+        since: String,
+        /// The edition still serviced: "Windows 10 Enterprise LTSC 2021".
+        serviced_edition: &'static str,
+        /// The last day any edition of the version is serviced.
+        serviced_until: String,
+    },
+}
+
+impl ServicingReport {
+    /// What the evaluation and the lifecycle say about a machine on the catalog's day.
+    pub fn of(catalog: &Catalog, facts: &MachineFacts, ev: &Evaluation) -> Option<Self> {
+        if let Some(e) = &ev.end_of_servicing {
+            return Some(ServicingReport::Ended {
+                version: e.version,
+                edition: e.edition,
+                since: e.since.to_string(),
+                esu_until: e.esu_until.map(|d| d.to_string()),
+                last_update: e.last_update,
+            });
+        }
+        let os = facts.os.as_ref()?;
+        let today = catalog.newest_release()?;
+        match lifecycle::servicing(&os.software, os.build, os.edition, today) {
+            Servicing::EditionDecides {
+                since,
+                serviced_until,
+            } => {
+                let version = lifecycle::version(&os.software, os.build)?;
+                Some(ServicingReport::DependsOnEdition {
+                    version: version.name,
+                    since: since.to_string(),
+                    serviced_edition: version.ltsc.map_or("Enterprise and Education", |l| l.0),
+                    serviced_until: serviced_until.to_string(),
+                })
+            }
+            Servicing::Serviced | Servicing::Ended { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,8 +299,10 @@ impl MachineExplanation {
                 arch: o.arch,
                 install_type: o.install_type,
                 hotpatch_enrolled: o.hotpatch_enrolled,
+                edition: o.edition,
             }),
             pending_restart: ev.pending_restart,
+            end_of_servicing: ServicingReport::of(catalog, &self.facts, ev),
             missing: ev
                 .missing
                 .iter()

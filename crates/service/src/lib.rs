@@ -681,6 +681,7 @@ pub fn sync_catalog(
 
 mod explain;
 pub use explain::{
-    explain_machine, find_machine, indeterminate_machines, ExplanationReport, KbReport,
-    MachineExplanation, OsReport, SoftwareKbs, SoftwareSummary,
+    end_of_servicing_machines, explain_machine, find_machine, indeterminate_machines,
+    EndOfServicingMachine, ExplanationReport, KbReport, MachineExplanation, OsReport,
+    ServicingReport, SoftwareKbs, SoftwareSummary,
 };

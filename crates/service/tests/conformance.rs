@@ -11,6 +11,8 @@ use kbgap_domain::{
     SoftwareId,
 };
 
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
 #[path = "conformance/products.rs"]
 mod products;
 #[path = "conformance/windows.rs"]
@@ -59,6 +61,7 @@ fn machine(os: &str, build: &str, arch: Arch) -> MachineFacts {
             arch,
             install_type: InstallType::Full,
             hotpatch_enrolled: false,
+            edition: None,
         }),
         software: [(software, Some(build.to_string()))].into_iter().collect(),
         ..MachineFacts::default()
@@ -720,6 +723,18 @@ fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
         };
         let e = explain(cat, &facts);
         let branch = kbgap_domain::Branch::of(os.build);
+        let ended = match kbgap_domain::lifecycle::servicing(
+            &os.software,
+            os.build,
+            os.edition,
+            cat.newest_release().unwrap(),
+        ) {
+            kbgap_domain::lifecycle::Servicing::Ended {
+                since,
+                esu_until: None,
+            } => Some(since),
+            _ => None,
+        };
         let rollups_of_chain: Vec<_> = cat
             .entries_for(&os.software)
             .filter(|en| en.track == Track::Cumulative && !en.wrong_branch)
@@ -729,6 +744,15 @@ fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
                         && kbgap_domain::Branch::of(h.build) == branch
                         && h.arch == os.arch
                 })
+            })
+            // An edition that left servicing is not offered what its version's product lists
+            // after that day (§8 of docs/semantics-products.md; Microsoft's lifecycle dates).
+            .filter(|en| match ended {
+                Some(since) => {
+                    en.class.host.as_ref().is_none_or(|h| h.build != os.build)
+                        || cat.kb(en.kb).unwrap().release_date <= since
+                }
+                None => true,
             })
             .map(|en| {
                 (
@@ -786,6 +810,9 @@ fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
             4486563,
         ),
         ("10_1809_x64_pro_en-us_20190307_systeminfo.txt", 4487044),
+        // Windows 10 1507 Pro, undated: today's catalog, and its edition's last update of
+        // 2017-05-09 (LTSB 2015 was serviced until 2025).
+        ("10_rtm_x64_pro_en-us_systeminfo.txt", 4019474),
         (
             "10_1803_x64_enterprise_es-ar_20190307_systeminfo.txt",
             4487017,

@@ -128,6 +128,18 @@ pub struct MissingCount {
     pub machines: u32,
 }
 
+/// A stored machine whose Windows version, for its edition, left servicing: its evaluation's
+/// [`kbgap_domain::lifecycle::EndOfServicing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicingEnded {
+    pub machine: MachineId,
+    pub version: String,
+    pub edition: Option<kbgap_domain::Edition>,
+    pub since: Date,
+    pub esu_until: Option<Date>,
+    pub last_update: Option<KbId>,
+}
+
 /// The storage interface. Every tenant-owned read and write takes the tenant first.
 /// Implementations make every method atomic: readers never see half of a change.
 pub trait Store: Send + Sync {
@@ -187,6 +199,14 @@ pub trait Store: Send + Sync {
         tenant: &TenantId,
         software: &SoftwareId,
     ) -> Result<Vec<MachineId>>;
+
+    /// Active machines of the tenant with the software installed whose Windows version, for
+    /// their edition, left servicing, sorted by id.
+    fn end_of_servicing_machines(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> Result<Vec<ServicingEnded>>;
 
     /// The stored snapshot of one machine.
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>>;

@@ -9,15 +9,21 @@ use std::time::Duration;
 
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::CvrfDocument;
-use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};
+use kbgap_domain::{Edition, Evaluation, KbId, MachineId, SoftwareId, TenantId};
 use postgres::config::Host;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 use time::{Date, PrimitiveDateTime};
 
 use crate::rows::{self, check_unchanged, CountDeltas, StoredFix};
-use crate::{CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError};
+use crate::{
+    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, ServicingEnded, Store,
+    StoreError,
+};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_machine_servicing.sql"),
+];
 
 /// Connections kept open for reuse; more are opened on demand.
 const IDLE_CONNECTIONS: usize = 8;
@@ -399,6 +405,30 @@ fn write_results(tx: &mut Transaction, machines: &[(&str, &str, &Evaluation)]) -
             &[&mt, &mm, &ms, &mk],
         )?;
     }
+    let ended: Vec<_> = machines
+        .iter()
+        .filter_map(|&(t, m, e)| Some((t, m, e.end_of_servicing.as_ref()?)))
+        .collect();
+    if !ended.is_empty() {
+        let t: Vec<&str> = ended.iter().map(|r| r.0).collect();
+        let m: Vec<&str> = ended.iter().map(|r| r.1).collect();
+        let version: Vec<&str> = ended.iter().map(|r| r.2.version).collect();
+        let edition: Vec<Option<&str>> =
+            ended.iter().map(|r| r.2.edition.map(|e| e.id())).collect();
+        let since: Vec<Date> = ended.iter().map(|r| r.2.since).collect();
+        let esu: Vec<Option<Date>> = ended.iter().map(|r| r.2.esu_until).collect();
+        let last: Vec<Option<i64>> = ended
+            .iter()
+            .map(|r| r.2.last_update.map(|k| i64::from(k.number())))
+            .collect();
+        tx.execute(
+            "INSERT INTO machine_servicing
+             (tenant_id, machine_id, version, edition, since, esu_until, last_kb)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::date[],
+                                  $6::date[], $7::int8[])",
+            &[&t, &m, &version, &edition, &since, &esu, &last],
+        )?;
+    }
     Ok(())
 }
 
@@ -548,6 +578,7 @@ impl Store for PostgresStore {
             // Every machine's results are rewritten, and the counts rebuilt from them.
             tx.execute("DELETE FROM machine_software", &[])?;
             tx.execute("DELETE FROM machine_missing", &[])?;
+            tx.execute("DELETE FROM machine_servicing", &[])?;
             for chunk in results.chunks(IMPORT_CHUNK) {
                 let rows: Vec<(&str, &str, &Evaluation)> = chunk
                     .iter()
@@ -671,6 +702,10 @@ impl Store for PostgresStore {
                     "DELETE FROM machine_missing WHERE tenant_id = $1 AND machine_id = ANY($2)",
                     &[&t, &stored],
                 )?;
+                tx.execute(
+                    "DELETE FROM machine_servicing WHERE tenant_id = $1 AND machine_id = ANY($2)",
+                    &[&t, &stored],
+                )?;
             }
 
             if !batch.is_empty() {
@@ -734,6 +769,7 @@ impl Store for PostgresStore {
             for sql in [
                 "DELETE FROM machine_software WHERE tenant_id = $1 AND machine_id = $2",
                 "DELETE FROM machine_missing WHERE tenant_id = $1 AND machine_id = $2",
+                "DELETE FROM machine_servicing WHERE tenant_id = $1 AND machine_id = $2",
                 "DELETE FROM machines WHERE tenant_id = $1 AND machine_id = $2",
             ] {
                 tx.execute(sql, &[&t, &m])?;
@@ -830,6 +866,46 @@ impl Store for PostgresStore {
                 &[&tenant.as_str(), &software.as_str()],
             )? {
                 out.push(MachineId::parse(r.get(0)).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn end_of_servicing_machines(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> Result<Vec<ServicingEnded>> {
+        self.with_client(|c| {
+            let mut out = Vec::new();
+            for r in c.query(
+                "SELECT e.machine_id, e.version, e.edition, e.since, e.esu_until, e.last_kb
+                 FROM machine_servicing e
+                 JOIN machine_software s ON s.tenant_id = e.tenant_id
+                   AND s.machine_id = e.machine_id AND s.software = $2
+                 JOIN machines m ON m.tenant_id = e.tenant_id AND m.machine_id = e.machine_id
+                 WHERE e.tenant_id = $1 AND m.counted
+                 ORDER BY e.machine_id",
+                &[&tenant.as_str(), &software.as_str()],
+            )? {
+                let edition: Option<&str> = r.get(2);
+                let last_kb: Option<i64> = r.get(5);
+                out.push(ServicingEnded {
+                    machine: MachineId::parse(r.get(0)).map_err(corrupt)?,
+                    version: r.get(1),
+                    edition: edition
+                        .map(|e| Edition::from_id(e).ok_or_else(|| corrupt(e)))
+                        .transpose()?,
+                    since: r.get(3),
+                    esu_until: r.get(4),
+                    last_update: last_kb
+                        .map(|k| {
+                            u32::try_from(k)
+                                .map_err(corrupt)
+                                .and_then(|k| KbId::from_number(k).map_err(corrupt))
+                        })
+                        .transpose()?,
+                });
             }
             Ok(out)
         })

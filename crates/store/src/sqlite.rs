@@ -7,15 +7,21 @@ use std::sync::Mutex;
 
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::CvrfDocument;
-use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
+use kbgap_domain::{Edition, KbId, MachineId, SoftwareId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime};
 
 use crate::rows::{self, check_unchanged, CountDeltas, StoredFix};
-use crate::{CatalogState, ImportSummary, MachineRecord, MissingCount, Result, Store, StoreError};
+use crate::{
+    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, ServicingEnded, Store,
+    StoreError,
+};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_machine_servicing.sql"),
+];
 
 const DATE_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
@@ -252,6 +258,8 @@ fn delete_results(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
         .execute(params![tenant, machine])?;
     tx.prepare_cached("DELETE FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2")?
         .execute(params![tenant, machine])?;
+    tx.prepare_cached("DELETE FROM machine_servicing WHERE tenant_id = ?1 AND machine_id = ?2")?
+        .execute(params![tenant, machine])?;
     Ok(())
 }
 
@@ -271,6 +279,23 @@ fn write_results(tx: &Transaction, tenant: &str, m: &MachineRecord) -> Result<()
         for kb in kbs {
             missing.execute(params![tenant, m.id.as_str(), s.as_str(), kb.number()])?;
         }
+    }
+    if let Some(e) = &m.evaluation.end_of_servicing {
+        let date = |d: Date| d.format(DATE).unwrap_or_default();
+        tx.prepare_cached(
+            "INSERT INTO machine_servicing
+             (tenant_id, machine_id, version, edition, since, esu_until, last_kb)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            tenant,
+            m.id.as_str(),
+            e.version,
+            e.edition.map(|x| x.id()),
+            date(e.since),
+            e.esu_until.map(date),
+            e.last_update.map(|k| k.number())
+        ])?;
     }
     Ok(())
 }
@@ -477,6 +502,7 @@ impl Store for SqliteStore {
             // Every machine's results are rewritten, and the counts rebuilt from them.
             tx.execute("DELETE FROM machine_software", [])?;
             tx.execute("DELETE FROM machine_missing", [])?;
+            tx.execute("DELETE FROM machine_servicing", [])?;
             for (tenant, m) in results {
                 write_results(tx, tenant.as_str(), m)?;
                 tx.execute(
@@ -689,6 +715,53 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 out.push(MachineId::parse(&row?).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn end_of_servicing_machines(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> Result<Vec<ServicingEnded>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.machine_id, e.version, e.edition, e.since, e.esu_until, e.last_kb
+                 FROM machine_servicing e
+                 JOIN machine_software s ON s.tenant_id = e.tenant_id
+                   AND s.machine_id = e.machine_id AND s.software = ?2
+                 JOIN machines m ON m.tenant_id = e.tenant_id AND m.machine_id = e.machine_id
+                 WHERE e.tenant_id = ?1 AND m.counted = 1
+                 ORDER BY e.machine_id",
+            )?;
+            let rows = stmt.query_map(params![tenant.as_str(), software.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<u32>>(5)?,
+                ))
+            })?;
+            let date = |d: &str| Date::parse(d, DATE).map_err(corrupt);
+            let mut out = Vec::new();
+            for row in rows {
+                let (machine, version, edition, since, esu_until, last_kb) = row?;
+                out.push(ServicingEnded {
+                    machine: MachineId::parse(&machine).map_err(corrupt)?,
+                    version,
+                    edition: edition
+                        .map(|e| Edition::from_id(&e).ok_or_else(|| corrupt(e)))
+                        .transpose()?,
+                    since: date(&since)?,
+                    esu_until: esu_until.as_deref().map(date).transpose()?,
+                    last_update: last_kb
+                        .map(KbId::from_number)
+                        .transpose()
+                        .map_err(corrupt)?,
+                });
             }
             Ok(out)
         })

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
-use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};
+use kbgap_domain::lifecycle::EndOfServicing;
+use kbgap_domain::{Edition, Evaluation, KbId, MachineId, SoftwareId, TenantId};
 use kbgap_store::test_support::TestSchema;
 use kbgap_store::{
     Backend, CatalogState, ImportSummary, MachineRecord, MissingCount, PostgresStore, SqliteStore,
@@ -146,6 +147,7 @@ conformance!(
     reopening_keeps_everything_and_a_newer_schema_is_refused,
     stores_opened_at_once_share_one_schema,
     machines_are_found_by_id_ignoring_case_within_their_tenant,
+    machines_out_of_servicing_are_listed_with_their_results,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -236,7 +238,36 @@ fn eval(software: &[&str], missing: &[(&str, &[u32])], indeterminate: &[&str]) -
             .collect::<BTreeMap<SoftwareId, BTreeSet<KbId>>>(),
         indeterminate: indeterminate.iter().map(|s| sw(s)).collect(),
         pending_restart: false,
+        end_of_servicing: None,
     })
+}
+
+/// An evaluation of a machine whose Windows 10 1809 Pro left servicing.
+fn ended(software: &[&str]) -> Arc<Evaluation> {
+    let mut e = (*eval(software, &[(W10, &[4586793])], &[])).clone();
+    e.end_of_servicing = Some(EndOfServicing {
+        version: "Windows 10, version 1809",
+        edition: Some(Edition::HomePro),
+        since: date!(2020 - 11 - 10),
+        esu_until: None,
+        last_update: Some(kb(4586793)),
+    });
+    Arc::new(e)
+}
+
+/// The tenant's machines out of servicing for a software, as (id, since, last KB).
+fn out_of_servicing(store: &dyn Store, t: &str, software: &str) -> Vec<String> {
+    store
+        .end_of_servicing_machines(&tenant(t), &sw(software))
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?} {} {:?} {:?}",
+                e.machine, e.version, e.edition, e.since, e.esu_until, e.last_update
+            )
+        })
+        .collect()
 }
 
 fn machine(id: &str, last_seen: i64, evaluation: Arc<Evaluation>) -> MachineRecord {
@@ -305,6 +336,7 @@ fn everything(store: &dyn Store) -> String {
                 counts(store, t, s),
                 indeterminate(store, t, s)
             );
+            out += &format!("  ended={:?}\n", out_of_servicing(store, t, s));
         }
     }
     out
@@ -950,9 +982,9 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused(f: &Fixture) {
     assert_eq!(everything(again.as_ref()), before);
     drop(again);
 
-    f.set_schema_version(2);
+    f.set_schema_version(3);
     match f.reopen() {
-        Err(StoreError::SchemaTooNew { found, known }) => assert_eq!((found, known), (2, 1)),
+        Err(StoreError::SchemaTooNew { found, known }) => assert_eq!((found, known), (3, 2)),
         other => panic!(
             "expected a newer schema to be refused, got {:?}",
             other.map(|_| ())
@@ -1038,4 +1070,47 @@ fn machines_are_found_by_id_ignoring_case_within_their_tenant(f: &Fixture) {
     assert_eq!(named("fabrikam", "LAPTOP-7"), ["laptop-7"]);
     assert!(named("fabrikam", "pc-upper").is_empty());
     assert!(named("northwind", "laptop-7").is_empty());
+}
+
+fn machines_out_of_servicing_are_listed_with_their_results(f: &Fixture) {
+    let s = f.store.as_ref();
+    put(
+        s,
+        "contoso",
+        &[
+            machine("m2", NOW, ended(&[W10, EDGE])),
+            machine("m1", NOW, ended(&[W10])),
+            machine("m3", NOW, eval(&[W10], &[], &[])),
+            machine("old", 5, ended(&[W10])),
+        ],
+    );
+    put(s, "fabrikam", &[machine("f1", NOW, ended(&[W10]))]);
+    let line = |id: &str| {
+        format!("{id} Windows 10, version 1809 Some(HomePro) 2020-11-10 None Some(KbId(4586793))")
+    };
+    // Active machines with the software, in id order, of the tenant only.
+    assert_eq!(
+        out_of_servicing(s, "contoso", W10),
+        vec![line("m1"), line("m2")]
+    );
+    assert_eq!(out_of_servicing(s, "contoso", EDGE), vec![line("m2")]);
+    assert_eq!(out_of_servicing(s, "fabrikam", W10), vec![line("f1")]);
+    // A newer snapshot's results replace the old: upgraded, m1 is serviced again.
+    put(s, "contoso", &[machine("m1", NOW, eval(&[W10], &[], &[]))]);
+    assert_eq!(out_of_servicing(s, "contoso", W10), vec![line("m2")]);
+    // Deleted, m2 is gone; a catalog import rewrites every machine's results.
+    assert!(s.delete_machine(&tenant("contoso"), &mid("m2")).unwrap());
+    assert_eq!(out_of_servicing(s, "contoso", W10), Vec::<String>::new());
+    let state = s.catalog_state().unwrap();
+    let results = vec![
+        (tenant("contoso"), machine("m3", NOW, ended(&[W10]))),
+        (
+            tenant("fabrikam"),
+            machine("f1", NOW, eval(&[W10], &[], &[])),
+        ),
+    ];
+    s.import_catalog(&[jan()], &[], None, state, &results, ACTIVE_SINCE)
+        .unwrap();
+    assert_eq!(out_of_servicing(s, "contoso", W10), vec![line("m3")]);
+    assert_eq!(out_of_servicing(s, "fabrikam", W10), Vec::<String>::new());
 }

@@ -1,12 +1,13 @@
-//! Explanations (a kbgap extension): why each KB is or is not missing on one machine, and which
-//! machines kbgap cannot decide for a software. Role `Software.Read.All` or scope
-//! `Software.Read`; only the caller's tenant is visible.
+//! Explanations (a kbgap extension): why each KB is or is not missing on one machine, which
+//! machines kbgap cannot decide for a software, and which run a Windows version that left
+//! servicing. Role `Software.Read.All` or scope `Software.Read`; only the caller's tenant is
+//! visible.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use kbgap_auth::Permission;
 use kbgap_domain::{KbId, MachineId, SoftwareId};
-use kbgap_service::ExplanationReport;
+use kbgap_service::{EndOfServicingMachine, ExplanationReport};
 use serde::Serialize;
 
 use crate::auth::Caller;
@@ -80,6 +81,40 @@ pub async fn indeterminate(
     })
     .await?;
     Ok(Json(IndeterminateDto {
+        software,
+        machine_count: machines.len(),
+        machines,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndOfServicingDto {
+    pub software: SoftwareId,
+    pub machine_count: usize,
+    pub machines: Vec<EndOfServicingMachine>,
+}
+
+/// `GET /api/Software/{Id}/endofservicingmachines`: active machines with the software whose
+/// Windows version, for their edition, left servicing, with the last update each could get
+/// (MSRC names one product for every edition, so the MDE DTO cannot say it).
+pub async fn end_of_servicing(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<EndOfServicingDto>, ApiError> {
+    caller.require(Permission::SoftwareRead)?;
+    let software = SoftwareId::parse(&raw_id)
+        .map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))?;
+    let tenant = caller.0.tenant.clone();
+    let store = state.store.clone();
+    let sw = software.clone();
+    let machines = blocking(move || {
+        kbgap_service::end_of_servicing_machines(store.as_ref(), &tenant, &sw)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(EndOfServicingDto {
         software,
         machine_count: machines.len(),
         machines,

@@ -217,6 +217,7 @@ fn machine(lines: &[OsLine], rng: &mut Rng) -> MachineFacts {
                 InstallType::Full
             },
             hotpatch_enrolled: false,
+            edition: None,
         }),
         software,
         installed_kbs: installed,

@@ -4,7 +4,10 @@
 use anyhow::{bail, Context};
 use kbgap_domain::engine::{Outcome, Rule, Satisfied};
 use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
-use kbgap_service::{CatalogHolder, ExplanationReport, KbReport, SoftwareSummary};
+use kbgap_service::{
+    CatalogHolder, EndOfServicingMachine, ExplanationReport, KbReport, ServicingReport,
+    SoftwareSummary,
+};
 
 use crate::config::Storage;
 use crate::open_store;
@@ -15,7 +18,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub tenant: String,
     /// The machine to explain (matched ignoring case: PC-0001 finds pc-0001).
-    #[arg(long, required_unless_present = "indeterminate")]
+    #[arg(long, required_unless_present_any = ["indeterminate", "end_of_servicing"])]
     pub machine: Option<String>,
     /// Only this KB (e.g. 5034122 or KB5034122).
     #[arg(long)]
@@ -23,6 +26,15 @@ pub struct ExplainArgs {
     /// Instead: list the active machines that are indeterminate for this software id.
     #[arg(long, value_name = "SOFTWARE", conflicts_with_all = ["machine", "kb"])]
     pub indeterminate: Option<String>,
+    /// Instead: list the active machines with this software (e.g. microsoft-_-windows_10)
+    /// whose Windows version, for their edition, left servicing, with the last update each
+    /// could get.
+    #[arg(
+        long,
+        value_name = "SOFTWARE",
+        conflicts_with_all = ["machine", "kb", "indeterminate"]
+    )]
+    pub end_of_servicing: Option<String>,
     /// Also show the evidence of every satisfied KB (the installed KB and the supersedence
     /// chain that cover it) and of unsatisfied KBs that are not reported.
     #[arg(long)]
@@ -52,8 +64,19 @@ pub fn run(args: &ExplainArgs, storage: &Storage) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Some(software) = &args.end_of_servicing {
+        let software = SoftwareId::parse(software).context("--end-of-servicing")?;
+        let machines =
+            kbgap_service::end_of_servicing_machines(store.as_ref(), &tenant, &software)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&machines)?);
+        } else {
+            print!("{}", end_of_servicing_text(&software, &machines));
+        }
+        return Ok(());
+    }
     let Some(machine) = &args.machine else {
-        bail!("give --machine (or --indeterminate SOFTWARE)");
+        bail!("give --machine (or --indeterminate SOFTWARE, or --end-of-servicing SOFTWARE)");
     };
     let machine = MachineId::parse(machine).context("--machine")?;
     let kb = args
@@ -76,6 +99,32 @@ pub fn run(args: &ExplainArgs, storage: &Storage) -> anyhow::Result<()> {
         print!("{}", text(&report, &tenant, args.all));
     }
     Ok(())
+}
+
+/// The machines out of servicing, one per line.
+pub fn end_of_servicing_text(software: &SoftwareId, machines: &[EndOfServicingMachine]) -> String {
+    let mut out = format!(
+        "{} with {software} on a Windows version that left servicing{}\n",
+        plural(machines.len(), "active machine"),
+        if machines.is_empty() { "" } else { ":" }
+    );
+    for m in machines {
+        out.push_str(&format!(
+            "  {}: {}{} since {}, last update {}{}\n",
+            m.id,
+            m.version,
+            m.edition.map(|e| format!(" {e}")).unwrap_or_default(),
+            m.since,
+            m.last_update
+                .map(|k| format!("KB{k}"))
+                .unwrap_or_else(|| "unknown".into()),
+            m.esu_until
+                .as_deref()
+                .map(|d| format!(", Extended Security Updates until {d}"))
+                .unwrap_or_default()
+        ));
+    }
+    out
 }
 
 /// The explanation as text: per software what is missing and what is unknown with the
@@ -105,6 +154,9 @@ pub fn text(r: &ExplanationReport, tenant: &TenantId, all: bool) -> String {
     if r.pending_restart {
         out.push_str("pending restart: an installed update waits for a reboot\n");
     }
+    if let Some(s) = &r.end_of_servicing {
+        out.push_str(&servicing(s));
+    }
     let kb_of = |kb: KbId| r.kbs.iter().find(|k| k.explanation.verdict.kb == kb);
     for s in &r.by_software {
         out.push_str(&format!("\n{}\n", s.software));
@@ -113,7 +165,7 @@ pub fn text(r: &ExplanationReport, tenant: &TenantId, all: bool) -> String {
         }
         for (label, kbs) in [("missing", &s.missing), ("unknown", &s.unknown)] {
             for k in kbs.iter().filter_map(|kb| kb_of(*kb)) {
-                describe_kb(&mut out, label, k);
+                describe_kb(&mut out, label, k, all);
             }
         }
         if s.indeterminate {
@@ -127,7 +179,7 @@ pub fn text(r: &ExplanationReport, tenant: &TenantId, all: bool) -> String {
             ));
             if all {
                 for k in s.not_reported.iter().filter_map(|kb| kb_of(*kb)) {
-                    describe_kb(&mut out, "not reported", k);
+                    describe_kb(&mut out, "not reported", k, all);
                 }
             }
         }
@@ -142,7 +194,7 @@ pub fn text(r: &ExplanationReport, tenant: &TenantId, all: bool) -> String {
                     .iter()
                     .any(|o| o.software == s.software && o.outcome == Outcome::Satisfied)
             }) {
-                describe_kb(&mut out, "satisfied", k);
+                describe_kb(&mut out, "satisfied", k, all);
             }
         }
     }
@@ -185,7 +237,56 @@ fn not_reported_counts(s: &SoftwareSummary, r: &ExplanationReport) -> String {
     .join(", ")
 }
 
-fn describe_kb(out: &mut String, label: &str, k: &KbReport) {
+/// Open CVEs listed per KB in text unless `--all` is given: an update that has not been
+/// installed for years closes hundreds.
+const MAX_CVES_SHOWN: usize = 10;
+
+/// The machine's end of servicing, in words.
+fn servicing(s: &ServicingReport) -> String {
+    match s {
+        ServicingReport::Ended {
+            version,
+            edition,
+            since,
+            esu_until,
+            last_update,
+        } => {
+            let who = match edition {
+                Some(e) => format!("{version} {e}"),
+                None => format!("{version} (every edition)"),
+            };
+            let last = match last_update {
+                Some(kb) => format!("its last cumulative update is KB{kb}"),
+                None => "the catalog has no cumulative update of it".to_string(),
+            };
+            match esu_until {
+                Some(esu) => format!(
+                    "end of servicing: {who} left servicing on {since}; {last}. Extended \
+                     Security Updates continue until {esu} for enrolled devices: kbgap cannot \
+                     see enrolment and counts them as missing\n"
+                ),
+                None => format!(
+                    "end of servicing: {who} left servicing on {since}; {last}. Updates \
+                     listed for the version since are for editions still serviced and are not \
+                     counted; upgrade to a serviced version\n"
+                ),
+            }
+        }
+        ServicingReport::DependsOnEdition {
+            version,
+            since,
+            serviced_edition,
+            serviced_until,
+        } => format!(
+            "edition not reported: some editions of {version} left servicing on {since}, \
+             {serviced_edition} is serviced (until {serviced_until} at the longest); updates \
+             are counted as for the editions still serviced (import systeminfo or give \
+             osEdition to decide)\n"
+        ),
+    }
+}
+
+fn describe_kb(out: &mut String, label: &str, k: &KbReport, all: bool) {
     let v = &k.explanation.verdict;
     out.push_str(&format!(
         "  {label} KB{} ({})\n",
@@ -212,10 +313,22 @@ fn describe_kb(out: &mut String, label: &str, k: &KbReport) {
         "    products: {}\n",
         k.explanation.products.join("; ")
     ));
-    if !k.explanation.closes_open_cves.is_empty() {
+    let cves = &k.explanation.closes_open_cves;
+    if !cves.is_empty() {
+        let shown = if all {
+            cves.len()
+        } else {
+            cves.len().min(MAX_CVES_SHOWN)
+        };
         out.push_str(&format!(
-            "    closes open CVEs: {}\n",
-            k.explanation.closes_open_cves.join(", ")
+            "    closes {}: {}{}\n",
+            plural(cves.len(), "open CVE"),
+            cves[..shown].join(", "),
+            if shown < cves.len() {
+                format!(", … ({} more with --all or --json)", cves.len() - shown)
+            } else {
+                String::new()
+            }
         ));
     }
     for r in &k.explanation.repairs {
