@@ -251,6 +251,8 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(state.config.change_poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Logged when the poll starts failing and when it recovers, not every tick.
+            let mut failing = false;
             loop {
                 tick.tick().await;
                 let s = state.clone();
@@ -265,8 +267,16 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
                     Ok(())
                 })
                 .await;
-                if let Ok(Err(e)) = res {
-                    tracing::warn!(error = %e, "change poll failed; keeping the loaded catalog and answers");
+                match res {
+                    Ok(Err(e)) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "change poll failed; keeping the loaded catalog and answers until the store answers");
+                    }
+                    Ok(Ok(())) if failing => {
+                        failing = false;
+                        tracing::info!("change poll recovered: the store answers");
+                    }
+                    _ => {}
                 }
             }
         })

@@ -135,7 +135,7 @@ fn main() -> anyhow::Result<()> {
     let storage = config::storage(cli.data_dir, cli.database_url, &file);
     match cli.command {
         Command::Serve(flags) => {
-            let store = open_store(&storage)?;
+            let store = open_store_for_serving(&storage)?;
             runtime()?.block_on(commands::serve::serve(
                 store,
                 &storage.data_dir,
@@ -160,6 +160,40 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Opens the store the configuration names: PostgreSQL if a database URL is given, else
 /// SQLite in the data directory.
+/// How often a server whose PostgreSQL cannot be reached tries again.
+const DATABASE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// For `serve`: a PostgreSQL store that cannot be reached yet is opened in the background, so
+/// the server comes up and `/readyz` says why it is not ready; any other error (a malformed
+/// URL, a schema newer than this kbgap) stops the start.
+fn open_store_for_serving(storage: &config::Storage) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(url) = &storage.database_url else {
+        return open_store(storage);
+    };
+    match PostgresStore::open(url) {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(e) if e.is_unavailable() => {
+            let target = match &e {
+                kbgap_store::StoreError::Unreachable { target, .. } => target.clone(),
+                _ => "the database".to_string(),
+            };
+            tracing::warn!(
+                error = %e,
+                retry_secs = DATABASE_RETRY.as_secs(),
+                "the database cannot be reached; serving anyway and retrying: /readyz answers 503 until it answers"
+            );
+            let url = url.clone();
+            Ok(kbgap_store::DeferredStore::open_in_background(
+                target,
+                e.reason(),
+                DATABASE_RETRY,
+                move || Ok(Arc::new(PostgresStore::open(&url)?) as Arc<dyn Store>),
+            ))
+        }
+        Err(e) => Err(e).context("cannot open the PostgreSQL store"),
+    }
+}
+
 fn open_store(storage: &config::Storage) -> anyhow::Result<Arc<dyn Store>> {
     match &storage.database_url {
         Some(url) => {

@@ -219,6 +219,14 @@ impl CatalogHolder {
         })
     }
 
+    /// No catalog yet (generation 0): what a server holds while its database cannot be
+    /// reached; the change poll loads the stored catalog once it can.
+    pub fn empty() -> CatalogHolder {
+        CatalogHolder {
+            current: RwLock::new(Arc::new(CompiledCatalog::new(Catalog::default(), 0))),
+        }
+    }
+
     pub fn current(&self) -> Arc<CompiledCatalog> {
         match self.current.read() {
             Ok(g) => g.clone(),

@@ -3,6 +3,7 @@
 //! backends that pass the same conformance suite: the embedded default, SQLite
 //! ([`SqliteStore`]), and PostgreSQL ([`PostgresStore`]) for several replicas.
 
+mod deferred;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -13,6 +14,7 @@ use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::{Evaluation, KbId, MachineId, SoftwareId, TenantId};
 use time::Date;
 
+pub use deferred::DeferredStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -60,6 +62,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Why it failed, without the "cannot connect to …" that [`StoreError::Unreachable`] adds
+    /// itself when displayed.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Unreachable { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the database, rather than the request, failed: the caller may retry later.
     pub fn is_unavailable(&self) -> bool {
         matches!(

@@ -89,3 +89,169 @@ impl Drop for TestSchema {
         }
     }
 }
+
+impl TestSchema {
+    /// [`TestSchema::url`] with the server's address replaced by `addr` (a [`FaultProxy`] in
+    /// front of it).
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL with a scheme");
+        let (user, host_and_path) = match rest.split_once('@') {
+            Some((user, after)) => (format!("{user}@"), after),
+            None => (String::new(), rest),
+        };
+        let path = host_and_path
+            .find(['/', '?'])
+            .map_or("", |i| &host_and_path[i..]);
+        format!("{scheme}://{user}{addr}{path}")
+    }
+
+    /// The address of the server, for a [`FaultProxy`] in front of it.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let config: postgres::Config = self.server_url.parse().expect("a PostgreSQL URL");
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .ok()
+            .and_then(|mut a| a.next())
+            .expect("the test server's address resolves")
+    }
+}
+
+/// A TCP proxy in front of the real PostgreSQL server that can take the database away: stop
+/// it (every open connection is cut, new ones are refused, as when the server goes down), cut
+/// it once a given number of further bytes reached the server (in the middle of a
+/// transaction), and start it again.
+pub struct FaultProxy {
+    addr: std::net::SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    up: std::sync::atomic::AtomicBool,
+    /// Client bytes forwarded since the proxy started.
+    forwarded: std::sync::atomic::AtomicU64,
+    /// Stop once `forwarded` reaches this.
+    cut_at: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl ProxyState {
+    fn stop(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        if let Ok(mut open) = self.open.lock() {
+            for s in open.drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl FaultProxy {
+    /// Listens on a free port of 127.0.0.1 and forwards to `upstream`.
+    pub fn start(upstream: std::net::SocketAddr) -> FaultProxy {
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let state = Arc::new(ProxyState {
+            up: std::sync::atomic::AtomicBool::new(true),
+            forwarded: std::sync::atomic::AtomicU64::new(0),
+            cut_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+            open: std::sync::Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !s.up.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
+                if let (Ok(mut open), Ok(c), Ok(v)) =
+                    (s.open.lock(), client.try_clone(), server.try_clone())
+                {
+                    open.push(c);
+                    open.push(v);
+                }
+                let (Ok(client_read), Ok(server_write)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                let up = s.clone();
+                std::thread::spawn(move || pump(client_read, server_write, Some(&up)));
+                std::thread::spawn(move || pump(server, client, None));
+            }
+        });
+        FaultProxy { addr, state }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The database goes away: open connections are cut, new ones refused.
+    pub fn stop(&self) {
+        self.state.stop();
+    }
+
+    /// The database is back.
+    pub fn start_again(&self) {
+        self.state.cut_at.store(u64::MAX, Ordering::SeqCst);
+        self.state.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops once `bytes` more bytes from clients have reached the server.
+    pub fn stop_after(&self, bytes: u64) {
+        let now = self.state.forwarded.load(Ordering::SeqCst);
+        self.state.cut_at.store(now + bytes, Ordering::SeqCst);
+    }
+
+    /// Whether the proxy is forwarding.
+    pub fn is_up(&self) -> bool {
+        self.state.up.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.state.stop();
+    }
+}
+
+/// Copies one direction; the client-to-server direction counts bytes and stops the proxy at
+/// its cut.
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, count: Option<&ProxyState>) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(state) = count {
+            if !state.up.load(Ordering::SeqCst) {
+                break;
+            }
+            let before = state.forwarded.fetch_add(n as u64, Ordering::SeqCst);
+            let cut = state.cut_at.load(Ordering::SeqCst);
+            if before + n as u64 >= cut {
+                // Forward what fits before the cut, then take the server away.
+                let fits = cut.saturating_sub(before) as usize;
+                let _ = to.write_all(&buf[..fits.min(n)]);
+                state.stop();
+                break;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}

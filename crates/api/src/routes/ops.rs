@@ -22,7 +22,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     blocking(move || {
         store.ping().map_err(|e| {
             tracing::warn!(error = %e, "readiness: storage unreachable");
-            ApiError::ServiceUnavailable("Storage is unreachable.".into())
+            // The reason names the server (host:port) and the failure, never credentials.
+            ApiError::ServiceUnavailable(format!("Storage is unreachable: {e}."))
         })
     })
     .await?;

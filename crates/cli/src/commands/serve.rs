@@ -146,9 +146,16 @@ pub async fn serve(
     ));
     let catalog = {
         let store = store.clone();
-        Arc::new(tokio::task::spawn_blocking(move || CatalogHolder::load(store.as_ref())).await??)
+        match tokio::task::spawn_blocking(move || CatalogHolder::load(store.as_ref())).await? {
+            Ok(holder) => Arc::new(holder),
+            // The database is not there yet: the change poll loads the catalog once it is.
+            Err(kbgap_service::ServiceError::Store(e)) if e.is_unavailable() => {
+                Arc::new(CatalogHolder::empty())
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
-    if catalog.current().generation == 0 {
+    if catalog.current().generation == 0 && store.ping().is_ok() {
         tracing::warn!("no catalog imported yet: run `kbgap catalog import DIR`; /readyz answers 503 until then");
     }
     let app = Application::bind(
