@@ -246,6 +246,18 @@ impl Application {
 /// The change poll (catalog reloads, answers dropped when another process changed the store)
 /// and the retention sweep.
 fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    // A store that announces changes (PostgreSQL's LISTEN/NOTIFY) wakes the poll at once: a
+    // write or catalog import through another replica or the CLI is seen within
+    // milliseconds, and the interval is only the fallback.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let wake = wake.clone();
+        match state.store.subscribe(Arc::new(move || wake.notify_one())) {
+            Ok(true) => tracing::debug!("listening for store changes"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot listen for store changes; polling"),
+        }
+    }
     let poll = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -254,7 +266,10 @@ fn spawn_background(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
             // Logged when the poll starts failing and when it recovers, not every tick.
             let mut failing = false;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = wake.notified() => {}
+                }
                 let s = state.clone();
                 let res = tokio::task::spawn_blocking(move || -> kbgap_service::Result<()> {
                     s.catalog.refresh(s.store.as_ref())?;

@@ -6,100 +6,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{kbgap, stderr, FIXTURES};
+use common::{kbgap, stderr, token, wait_for, Server, FIXTURES};
 use kbgap_store::test_support::{FaultProxy, TestSchema};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
-/// A `kbgap serve` child on 127.0.0.1:0 with its log lines.
-struct Server {
-    child: Child,
-    base: String,
-    log: Receiver<String>,
-    /// What it logged before it listened.
-    start_up: Vec<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path, database_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kbgap"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
-            .env_remove("KBGAP_CONFIG")
-            .env_remove("KBGAP_REDIS_URL")
-            .env("KBGAP_DATABASE_URL", database_url)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = log
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("kbgap serve did not start:\n{}", seen.join("\n")));
-            if line.contains("kbgap listening") {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                break v["fields"]["addr"].as_str().unwrap().to_string();
-            }
-            seen.push(line);
-        };
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            log,
-            start_up: seen,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Every log line so far.
-    fn lines(&self) -> Vec<String> {
-        let mut lines = self.start_up.clone();
-        lines.extend(self.log.try_iter());
-        lines
-    }
-}
-
-fn token(data_dir: &std::path::Path, roles: &[&str]) -> String {
-    let mut args = vec!["token", "--tenant", TENANT];
-    for r in roles {
-        args.extend(["--role", r]);
-    }
-    let o = kbgap(data_dir, &args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
 
 /// A Windows 10 21H2 machine below January 2024's KB5034122 (the fixture catalog's one KB).
 fn machine(id: &str) -> Value {
@@ -186,21 +99,6 @@ fn with_catalog(schema: &TestSchema) -> tempfile::TempDir {
     dir
 }
 
-/// Asks `path` until it answers `status` (at most 30 s): for a server catching up with its
-/// database.
-fn wait_for(client: &Client, url: &str, status: StatusCode) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(url).send() {
-            if r.status() == status {
-                return r.json().unwrap_or(Value::Null);
-            }
-        }
-        assert!(Instant::now() < deadline, "{url} never answered {status}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_batch_cut_off_by_the_database_is_all_or_nothing_and_the_server_recovers() {
     let Some(schema) = TestSchema::create() else {
@@ -208,7 +106,7 @@ fn a_batch_cut_off_by_the_database_is_all_or_nothing_and_the_server_recovers() {
     };
     let dir = with_catalog(&schema);
     let proxy = FaultProxy::start(schema.server_addr());
-    let s = Server::start(dir.path(), &schema.url_via(proxy.addr()));
+    let s = Server::start(dir.path(), &schema.url_via(proxy.addr()), &[]);
     let writer = token(dir.path(), &["Machine.ReadWrite.All"]);
     let reader = token(dir.path(), &["Software.Read.All"]);
     let client = Client::new();
@@ -280,7 +178,7 @@ fn a_replica_killed_during_ingestion_loses_no_acknowledged_batch() {
         return;
     };
     let dir = with_catalog(&schema);
-    let mut s = Server::start(dir.path(), schema.url());
+    let mut s = Server::start(dir.path(), schema.url(), &[]);
     let writer = token(dir.path(), &["Machine.ReadWrite.All"]);
     let base = s.base.clone();
     let (acked_tx, acked_rx) = std::sync::mpsc::channel();
@@ -324,7 +222,7 @@ fn a_replica_killed_during_ingestion_loses_no_acknowledged_batch() {
     assert_consistent(&schema);
 
     // A new replica serves what the killed one acknowledged.
-    let s = Server::start(dir.path(), schema.url());
+    let s = Server::start(dir.path(), schema.url(), &[]);
     let reader = token(dir.path(), &["Software.Read.All"]);
     let b: Value = Client::new()
         .get(s.url("/api/Software/microsoft-_-windows_10/getmissingkbs"))
@@ -347,7 +245,7 @@ fn a_replica_started_while_the_database_is_down_waits_and_becomes_ready() {
     let dir = with_catalog(&schema);
     let proxy = FaultProxy::start(schema.server_addr());
     proxy.stop();
-    let s = Server::start(dir.path(), &schema.url_via(proxy.addr()));
+    let s = Server::start(dir.path(), &schema.url_via(proxy.addr()), &[]);
     let client = Client::new();
     assert_eq!(
         client.get(s.url("/healthz")).send().unwrap().status(),

@@ -23,6 +23,8 @@ pub struct DeferredStore {
     inner: OnceLock<Arc<dyn Store>>,
     /// Why the last attempt failed.
     waiting: Mutex<String>,
+    /// Subscribers to hand to the store once it is open.
+    subscribers: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl DeferredStore {
@@ -39,6 +41,7 @@ impl DeferredStore {
             target,
             inner: OnceLock::new(),
             waiting: Mutex::new(first_error),
+            subscribers: Mutex::new(Vec::new()),
         });
         let s = store.clone();
         std::thread::Builder::new()
@@ -47,7 +50,21 @@ impl DeferredStore {
                 std::thread::sleep(retry);
                 match open() {
                     Ok(opened) => {
-                        let _ = s.inner.set(opened);
+                        // Subscribers wait under the lock, so none is missed or given twice.
+                        let waiting = match s.subscribers.lock() {
+                            Ok(mut w) => {
+                                let _ = s.inner.set(opened.clone());
+                                std::mem::take(&mut *w)
+                            }
+                            Err(_) => Vec::new(),
+                        };
+                        for changed in waiting {
+                            if let Err(e) = opened.subscribe(changed.clone()) {
+                                tracing::warn!(error = %e, "cannot listen for changes; polling");
+                            }
+                            // What changed while the store was being opened.
+                            changed();
+                        }
                         tracing::info!(target = %s.target, "the database answers; storage is ready");
                         return;
                     }
@@ -162,6 +179,20 @@ impl Store for DeferredStore {
 
     fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>> {
         self.get()?.machines_named(tenant, id)
+    }
+
+    fn subscribe(&self, changed: Arc<dyn Fn() + Send + Sync>) -> Result<bool> {
+        let mut waiting = self
+            .subscribers
+            .lock()
+            .map_err(|_| StoreError::Corrupt("subscriber list poisoned".into()))?;
+        match self.inner.get() {
+            Some(store) => store.subscribe(changed),
+            None => {
+                waiting.push(changed);
+                Ok(true)
+            }
+        }
     }
 
     fn ping(&self) -> Result<()> {

@@ -237,6 +237,14 @@ pub trait Store: Send + Sync {
         Ok(out)
     }
 
+    /// Calls `changed` soon after any process commits a change to the store (PostgreSQL's
+    /// LISTEN/NOTIFY), from a thread of its own. Returns whether the backend announces
+    /// changes at all; callers poll either way, as the fallback.
+    fn subscribe(&self, changed: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<bool> {
+        let _ = changed;
+        Ok(false)
+    }
+
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
 }

@@ -4,9 +4,10 @@
 //! changes, for everything when the catalog changes or the sweep runs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fallible_iterator::FallibleIterator;
 use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::CvrfDocument;
 use kbgap_domain::{Edition, Evaluation, KbId, MachineId, SoftwareId, TenantId};
@@ -316,7 +317,54 @@ fn catalog_state(c: &mut impl postgres::GenericClient) -> Result<CatalogState> {
 
 fn bump_inventory(tx: &mut Transaction) -> Result<()> {
     tx.execute("UPDATE catalog_state SET inventory = inventory + 1", &[])?;
+    announce(tx)
+}
+
+/// The channel every committed change is announced on (LISTEN/NOTIFY). The payload is the
+/// schema, so that stores of several schemas in one database hear only their own.
+const CHANGES: &str = "kbgap_changes";
+
+/// Announces the change to every listening replica when the transaction commits (a rolled
+/// back transaction announces nothing).
+fn announce(tx: &mut Transaction) -> Result<()> {
+    tx.execute("SELECT pg_notify($1, current_schema())", &[&CHANGES])?;
     Ok(())
+}
+
+/// How long a listener waits before connecting again after losing its connection.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Listens for announced changes on a connection of its own, calling `changed` for each of
+/// this schema's; after a lost connection it connects again and calls `changed` once, since
+/// announcements may have been missed meanwhile.
+fn listen(config: Config, target: String, changed: Arc<dyn Fn() + Send + Sync>) {
+    let mut lost = false;
+    loop {
+        let attempt = (|| -> std::result::Result<(), postgres::Error> {
+            let mut client = config.connect(NoTls)?;
+            client.batch_execute(&format!("LISTEN {CHANGES}"))?;
+            let schema: String = client.query_one("SELECT current_schema()", &[])?.get(0);
+            if lost {
+                tracing::info!(target = %target, "listening for changes again");
+                changed();
+            }
+            let mut notifications = client.notifications();
+            let mut it = notifications.blocking_iter();
+            while let Some(n) = it.next()? {
+                if n.channel() == CHANGES && n.payload() == schema {
+                    changed();
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = attempt {
+            if !lost {
+                tracing::warn!(target = %target, error = %describe(&e), "lost the change notifications; polling until they are back");
+            }
+        }
+        lost = true;
+        std::thread::sleep(LISTEN_RETRY);
+    }
 }
 
 fn plan(c: &mut impl postgres::GenericClient, docs: &[CvrfDocument]) -> Result<ImportSummary> {
@@ -575,6 +623,7 @@ impl Store for PostgresStore {
                 "UPDATE catalog_state SET generation = generation + 1, as_of = $1",
                 &[&as_of],
             )?;
+            announce(tx)?;
             // Every machine's results are rewritten, and the counts rebuilt from them.
             tx.execute("DELETE FROM machine_software", &[])?;
             tx.execute("DELETE FROM machine_missing", &[])?;
@@ -940,6 +989,15 @@ impl Store for PostgresStore {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn subscribe(&self, changed: Arc<dyn Fn() + Send + Sync>) -> Result<bool> {
+        let (config, target) = (self.config.clone(), self.target.clone());
+        std::thread::Builder::new()
+            .name("kbgap-listen".into())
+            .spawn(move || listen(config, target, changed))
+            .map_err(|e| corrupt(format!("cannot start the change listener: {e}")))?;
+        Ok(true)
     }
 
     fn ping(&self) -> Result<()> {
