@@ -7,6 +7,13 @@
 //! machines/s (median of runs) for a managed fleet and for one whose machines are all
 //! different, with one and two concurrent clients, then where the time goes for 1,000
 //! machines (parse, evaluate, store), measured in-process.
+//!
+//! With `--postgres [--replicas N]` (default 2) the store is a fresh schema on the PostgreSQL
+//! server `KBGAP_TEST_POSTGRES_URL` names (default `postgres://postgres@127.0.0.1:5432/test`),
+//! shared by N servers with a store each, and the clients post to the replicas in turn, as a
+//! load balancer would.
+//!
+//! `cargo run --release -p kbgap-bench --bin ingest [-- --postgres [--replicas N]]`
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,7 +25,8 @@ use kbgap_bench::{median, shared_data, time_runs};
 use kbgap_domain::catalog::Track;
 use kbgap_domain::{Arch, Branch, Catalog, KbId, SoftwareId, TenantId};
 use kbgap_service::{CatalogHolder, Retention};
-use kbgap_store::{MachineRecord, SqliteStore, Store};
+use kbgap_store::test_support::TestSchema;
+use kbgap_store::{MachineRecord, PostgresStore, SqliteStore, Store};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -193,17 +201,44 @@ fn fleet(catalog: &Catalog, kind: Fleet, run: usize, rng: &mut Rng) -> Vec<Vec<u
 struct Server {
     base: String,
     token: String,
-    _dir: tempfile::TempDir,
 }
 
+/// Where the benchmark stores: the embedded SQLite (one server), or a fresh PostgreSQL schema
+/// shared by `replicas` servers, each with its own store (connections) as separate processes
+/// would have.
+enum Storage {
+    Sqlite,
+    Postgres { schema: TestSchema, replicas: usize },
+}
+
+impl Storage {
+    fn replicas(&self) -> usize {
+        match self {
+            Storage::Sqlite => 1,
+            Storage::Postgres { replicas, .. } => *replicas,
+        }
+    }
+
+    fn open(&self, dir: &std::path::Path) -> Arc<dyn Store> {
+        match self {
+            Storage::Sqlite => Arc::new(SqliteStore::open(dir).expect("store")),
+            Storage::Postgres { schema, .. } => {
+                Arc::new(PostgresStore::open(schema.url()).expect("PostgreSQL store"))
+            }
+        }
+    }
+}
+
+/// The servers (one per replica) with the catalog imported, and the catalog they hold.
 fn start(
     docs: &[kbgap_domain::cvrf::CvrfDocument],
-) -> (Server, Arc<SqliteStore>, Arc<CatalogHolder>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
+    storage: &Storage,
+    dir: &std::path::Path,
+) -> (Vec<Server>, Arc<CatalogHolder>) {
+    let first = storage.open(dir);
     let t = Instant::now();
     kbgap_service::import_catalog(
-        store.as_ref(),
+        first.as_ref(),
         docs,
         None,
         OffsetDateTime::now_utc(),
@@ -211,15 +246,7 @@ fn start(
     )
     .expect("catalog import");
     eprintln!("catalog imported in {:.1}s", t.elapsed().as_secs_f64());
-    let dev = DevIssuer::load_or_create(dir.path()).expect("dev issuer");
-    let validator = Validator::new(
-        ValidatorConfig {
-            issuer_templates: vec![kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()],
-            ..ValidatorConfig::default()
-        },
-        dev.key_source(),
-    )
-    .expect("validator");
+    let dev = DevIssuer::load_or_create(dir).expect("dev issuer");
     let tenant = TenantId::parse(TENANT).expect("tenant");
     let token = dev
         .mint(&MintRequest {
@@ -233,48 +260,60 @@ fn start(
             now_unix: OffsetDateTime::now_utc().unix_timestamp(),
         })
         .expect("token");
-    let catalog = Arc::new(CatalogHolder::load(store.as_ref()).expect("catalog"));
-    let config = ApiConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        // The benchmark measures ingestion, not the limiter.
-        rate_limits: kbgap_api::RateLimits {
-            default: kbgap_api::ratelimit::Quota::per_minute(u64::MAX / 2),
-            ..kbgap_api::RateLimits::default()
-        },
-        ..ApiConfig::default()
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let served_store = store.clone() as Arc<dyn Store>;
-    let served_catalog = catalog.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async move {
-            let app = Application::bind(
-                config,
-                Services {
-                    store: served_store,
-                    catalog: served_catalog,
-                    validator: Arc::new(validator),
-                    dev_issuer: None,
-                    security: Arc::new(kbgap_api::Security::default()),
-                },
-            )
-            .await
-            .expect("bind");
-            let _ = tx.send(app.local_addr());
-            let _ = app.run(std::future::pending()).await;
+    let mut servers = Vec::new();
+    let mut holder = None;
+    for replica in 0..storage.replicas() {
+        let store = if replica == 0 {
+            first.clone()
+        } else {
+            storage.open(dir)
+        };
+        let catalog = Arc::new(CatalogHolder::load(store.as_ref()).expect("catalog"));
+        holder.get_or_insert_with(|| catalog.clone());
+        let validator = Validator::new(
+            ValidatorConfig {
+                issuer_templates: vec![kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()],
+                ..ValidatorConfig::default()
+            },
+            dev.key_source(),
+        )
+        .expect("validator");
+        let config = ApiConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            // The benchmark measures ingestion, not the limiter.
+            rate_limits: kbgap_api::RateLimits {
+                default: kbgap_api::ratelimit::Quota::per_minute(u64::MAX / 2),
+                ..kbgap_api::RateLimits::default()
+            },
+            ..ApiConfig::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(async move {
+                let app = Application::bind(
+                    config,
+                    Services {
+                        store,
+                        catalog,
+                        validator: Arc::new(validator),
+                        dev_issuer: None,
+                        security: Arc::new(kbgap_api::Security::default()),
+                    },
+                )
+                .await
+                .expect("bind");
+                let _ = tx.send(app.local_addr());
+                let _ = app.run(std::future::pending()).await;
+            });
         });
-    });
-    let addr = rx.recv().expect("server address");
-    (
-        Server {
+        let addr = rx.recv().expect("server address");
+        servers.push(Server {
             base: format!("http://{addr}"),
-            token,
-            _dir: dir,
-        },
-        store,
-        catalog,
-    )
+            token: token.clone(),
+        });
+    }
+    (servers, holder.expect("one replica at least"))
 }
 
 fn post_all(server: &Server, batches: &[Vec<u8>]) {
@@ -297,16 +336,34 @@ fn post_all(server: &Server, batches: &[Vec<u8>]) {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let storage = if args.iter().any(|a| a == "--postgres") {
+        let replicas = args
+            .iter()
+            .position(|a| a == "--replicas")
+            .and_then(|i| args.get(i + 1))
+            .map_or(2, |n| n.parse().expect("--replicas N"));
+        let schema = TestSchema::create().expect("PostgreSQL (KBGAP_TEST_POSTGRES_URL)");
+        Storage::Postgres { schema, replicas }
+    } else {
+        Storage::Sqlite
+    };
     let docs =
         kbgap_catalog::read_documents(&[shared_data().join("msrc-cvrf")]).expect("MSRC archive");
-    let (server, _store, holder) = start(&docs);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (servers, holder) = start(&docs, &storage, dir.path());
+    let replicas = servers.len();
     let catalog = holder.current();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let machines = BATCH * BATCHES_PER_RUN;
+    let backend = match storage {
+        Storage::Sqlite => "SQLite".to_string(),
+        Storage::Postgres { .. } => format!("PostgreSQL, {replicas} replica(s)"),
+    };
 
-    // Warm-up (connections, SQLite page cache, allocator), not counted.
+    // Warm-up (connections, page cache, allocator), not counted.
     post_all(
-        &server,
+        &servers[0],
         &fleet(&catalog.catalog, Fleet::Managed, 1000, &mut rng),
     );
 
@@ -317,7 +374,8 @@ fn main() {
         (Fleet::Managed, "managed fleet", RUNS),
         (Fleet::Unique, "no two machines alike", 3),
     ] {
-        for clients in [1, 2] {
+        // Each client posts to one replica, as a load balancer spreads them.
+        for clients in [replicas, 2 * replicas] {
             let fleets: Vec<Vec<Vec<u8>>> = (0..runs)
                 .map(|_| {
                     run += 1;
@@ -327,15 +385,17 @@ fn main() {
             let mut next = fleets.iter();
             let times = time_runs(runs, || {
                 let Some(f) = next.next() else { return };
-                let (a, b) = f.split_at(if clients == 1 { f.len() } else { f.len() / 2 });
+                let share = f.len().div_ceil(clients);
                 std::thread::scope(|s| {
-                    s.spawn(|| post_all(&server, a));
-                    s.spawn(|| post_all(&server, b));
+                    for (i, part) in f.chunks(share).enumerate() {
+                        let server = &servers[i % replicas];
+                        s.spawn(move || post_all(server, part));
+                    }
                 });
             });
             stored += machines * runs;
             println!(
-                "{name}, {clients} client(s): median {:.0} machines/s (runs {:.0}–{:.0}; {machines} machines a run in batches of {BATCH}, {stored} stored after it)",
+                "{backend}, {name}, {clients} client(s): median {:.0} machines/s (runs {:.0}–{:.0}; {machines} machines a run in batches of {BATCH}, {stored} stored after it)",
                 rate(median(&times)),
                 rate(times[times.len() - 1]),
                 rate(times[0]),
@@ -346,6 +406,9 @@ fn main() {
         "evaluation classes with this catalog: {}",
         catalog.class_count()
     );
+    if !matches!(storage, Storage::Sqlite) {
+        return;
+    }
 
     // Where the time goes, in-process, for one batch of 1,000.
     let unique = fleet(&catalog.catalog, Fleet::Unique, run + 1, &mut rng);
