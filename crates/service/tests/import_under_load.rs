@@ -34,7 +34,7 @@ fn documents() -> &'static [CvrfDocument] {
         .map(|m| format!("{ARCHIVE}/{m}.xml.zst"))
         .collect();
         let mut docs = kbgap_catalog::read_documents(&files).expect("the real archive parses");
-        docs.sort_by(|a, b| a.initial_release.cmp(&b.initial_release));
+        docs.sort_by_key(|d| d.initial_release);
         docs
     })
 }
@@ -116,7 +116,7 @@ fn snapshot(id: &str, n: usize, now: OffsetDateTime) -> Snapshot {
     let seen = (now - time::Duration::days(1))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let software = if n % 2 == 0 {
+    let software = if n.is_multiple_of(2) {
         r#","software":[{"id":"microsoft-_-edge","version":"119.0.2151.58"}]"#
     } else {
         ""
@@ -224,7 +224,11 @@ fn steady_writer(
     let mut n = 0usize;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
-        let t = tenant(if n % 2 == 0 { "contoso" } else { "fabrikam" });
+        let t = tenant(if n.is_multiple_of(2) {
+            "contoso"
+        } else {
+            "fabrikam"
+        });
         let result = match n % 10 {
             0 => {
                 let batch: Vec<Snapshot> = (0..200)
@@ -243,7 +247,7 @@ fn steady_writer(
             }
             k => {
                 // A machine of the fleet reports again at another build, or a new one appears.
-                let id = if k % 2 == 0 {
+                let id = if k.is_multiple_of(2) {
                     format!("pc-{:05}", (n * 104_729) % fleet)
                 } else {
                     format!("new-{n}")
@@ -342,10 +346,13 @@ fn postgres_import_completes_while_machines_keep_reporting() {
 // ---------------------------------------------------------------------------------------------
 // Writes at the worst moment: after the import read the machines, before it writes
 
+/// What [`AfterRead`] runs: writes through the store it wraps.
+type Hook<'a> = Box<dyn FnOnce(&dyn Store) + Send + 'a>;
+
 /// A store that runs `hook` once, right after a catalog import read the machines.
 struct AfterRead<'a> {
     inner: &'a dyn Store,
-    hook: Mutex<Option<Box<dyn FnOnce(&dyn Store) + Send + 'a>>>,
+    hook: Mutex<Option<Hook<'a>>>,
 }
 
 impl Store for AfterRead<'_> {
