@@ -1018,7 +1018,7 @@ fn explanations_match_ids_ignoring_case_are_camel_case_and_spell_repair_kinds_as
 #[test]
 fn machines_whose_edition_left_servicing_are_listed_with_their_last_update() {
     let s = server();
-    let tid = "a0000000-0000-0000-0000-0000000000f1";
+    let tid = "a0000000-0000-0000-0000-0000000000e7";
     // Windows 10 1809 at August 2023's revision: Pro left servicing on 2020-11-10 with
     // November 2020's KB4586793; Enterprise LTSC 2019 is serviced until 2029 and misses
     // January 2024's KB5034127; without an edition the machine counts as the editions still
@@ -1030,7 +1030,7 @@ fn machines_whose_edition_left_servicing_are_listed_with_their_last_update() {
     ltsc["osEdition"] = json!("Enterprise LTSC");
     let unnamed = snapshot("eos-unnamed", "Windows10", "10.0.17763.4737", 0);
     s.ingest(tid, &[pro.clone(), ltsc, unnamed]);
-    s.ingest("a0000000-0000-0000-0000-0000000000f2", &[pro]);
+    s.ingest("a0000000-0000-0000-0000-0000000000e8", &[pro]);
     let reader = s.token(tid, &["Software.Read.All"]);
     let b = body(s.get(
         "/api/Software/microsoft-_-windows_10/endofservicingmachines",

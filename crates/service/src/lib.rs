@@ -11,7 +11,7 @@ use kbgap_domain::{
     Catalog, Evaluation, KbId, MachineFacts, MachineId, Part, SoftwareId, TenantId,
 };
 use kbgap_inventory::{Snapshot, SnapshotError};
-use kbgap_store::{CatalogState, ImportSummary, MachineRecord, Store, StoreError};
+use kbgap_store::{CatalogState, ImportSummary, MachineRecord, Reevaluated, Store, StoreError};
 use time::{Date, OffsetDateTime};
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +273,9 @@ pub struct ImportReport {
     pub documents: usize,
     pub kbs: usize,
     pub machines_reevaluated: usize,
+    /// Of those, the machines stored or rewritten while the import ran, re-evaluated inside
+    /// its transaction.
+    pub machines_changed_during_import: usize,
     pub generation: i64,
     pub as_of: Option<Date>,
 }
@@ -285,6 +288,14 @@ const MAX_CLOCK_SKEW: time::Duration = time::Duration::days(1);
 /// Imports documents: newer revisions replace stored ones, the catalog is recompiled (cut at
 /// `as_of` when given), every machine is re-evaluated, and all of it becomes visible in one
 /// transaction. Nothing is written when nothing would change.
+///
+/// Ingestion goes on meanwhile: the machines are re-evaluated outside any transaction, and
+/// the few stored or rewritten after they were read are re-evaluated again inside the
+/// import's transaction, which inventory writes wait for. When it commits every machine is
+/// evaluated against the new generation; a write evaluated against the old one and
+/// committing after it is refused as stale and re-evaluated by [`ingest`]. Imports wait for
+/// each other ([`Store::lock_catalog_imports`]): the second finds the documents stored and,
+/// with nothing left to change, writes nothing.
 pub fn import_catalog(
     store: &dyn Store,
     docs: &[CvrfDocument],
@@ -292,6 +303,7 @@ pub fn import_catalog(
     now: OffsetDateTime,
     retention: Retention,
 ) -> Result<ImportReport> {
+    let _lock = store.lock_catalog_imports()?;
     for _ in 0..ATTEMPTS {
         let state = store.catalog_state()?;
         let summary = store.plan_import(docs)?;
@@ -303,6 +315,7 @@ pub fn import_catalog(
                 documents: catalog.document_count(),
                 kbs: catalog.kb_count(),
                 machines_reevaluated: 0,
+                machines_changed_during_import: 0,
                 generation: state.generation,
                 as_of,
             });
@@ -320,25 +333,39 @@ pub fn import_catalog(
         let catalog = &compiled.catalog;
         let results = reevaluate_all(store, &compiled)?;
         let kbs: Vec<KbInfo> = catalog.kb_infos().cloned().collect();
+        let mut late = |tenant: &TenantId, machine: MachineId, json: String| {
+            let snapshot = parse_stored(tenant, &machine, &json)?;
+            record(&compiled, machine, &snapshot, json).map_err(kbgap_store::BoxError::from)
+        };
         match store.import_catalog(
             docs,
             &kbs,
             as_of,
-            state,
+            state.generation,
             &results,
             retention.active_since(now),
+            &mut late,
         ) {
-            Ok(summary) => {
+            Ok(outcome) => {
                 return Ok(ImportReport {
-                    summary,
+                    summary: outcome.summary,
                     documents: catalog.document_count(),
                     kbs: catalog.kb_count(),
-                    machines_reevaluated: results.len(),
+                    machines_reevaluated: outcome.machines,
+                    machines_changed_during_import: outcome.reevaluated_late,
                     generation: state.generation + 1,
                     as_of,
                 })
             }
-            Err(StoreError::StaleCatalog { .. } | StoreError::StaleInventory) => continue,
+            // Another process imported first (imports of SQLite stores of other processes
+            // do not wait for each other): plan again from what it stored.
+            Err(StoreError::StaleCatalog { .. }) => continue,
+            Err(StoreError::Reevaluation(e)) => {
+                return Err(match e.downcast::<ServiceError>() {
+                    Ok(e) => *e,
+                    Err(e) => ServiceError::Store(StoreError::Reevaluation(e)),
+                })
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -346,15 +373,16 @@ pub fn import_catalog(
 }
 
 /// Re-evaluates every stored machine: once per equivalence class, not once per machine.
-fn reevaluate_all(
-    store: &dyn Store,
-    catalog: &CompiledCatalog,
-) -> Result<Vec<(TenantId, MachineRecord)>> {
+fn reevaluate_all(store: &dyn Store, catalog: &CompiledCatalog) -> Result<Vec<Reevaluated>> {
     let mut out = Vec::new();
-    for (tenant, machine, json) in store.all_machines()? {
-        let snapshot = parse_stored(&tenant, &machine, &json)?;
-        let record = record(catalog, machine, &snapshot, json)?;
-        out.push((tenant, record));
+    for m in store.machines_for_reevaluation()? {
+        let snapshot = parse_stored(&m.tenant, &m.id, &m.snapshot)?;
+        let record = record(catalog, m.id, &snapshot, m.snapshot)?;
+        out.push(Reevaluated {
+            tenant: m.tenant,
+            write: m.write,
+            record,
+        });
     }
     Ok(out)
 }

@@ -11,8 +11,8 @@ use kbgap_domain::{MachineId, SoftwareId, TenantId};
 use time::Date;
 
 use crate::{
-    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, ServicingEnded, Store,
-    StoreError,
+    CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
+    Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError, StoredMachine,
 };
 
 /// A store that is opened by a background thread, retrying while the database cannot be
@@ -109,21 +109,37 @@ impl Store for DeferredStore {
         self.get()?.plan_import(docs)
     }
 
+    fn lock_catalog_imports(&self) -> Result<ImportLock<'_>> {
+        self.get()?.lock_catalog_imports()
+    }
+
     fn import_catalog(
         &self,
         docs: &[CvrfDocument],
         kbs: &[KbInfo],
         as_of: Option<Date>,
-        expected: CatalogState,
-        results: &[(TenantId, MachineRecord)],
+        generation: i64,
+        results: &[Reevaluated],
         active_since: i64,
-    ) -> Result<ImportSummary> {
-        self.get()?
-            .import_catalog(docs, kbs, as_of, expected, results, active_since)
+        reevaluate: &mut Reevaluate<'_>,
+    ) -> Result<ImportOutcome> {
+        self.get()?.import_catalog(
+            docs,
+            kbs,
+            as_of,
+            generation,
+            results,
+            active_since,
+            reevaluate,
+        )
     }
 
     fn all_machines(&self) -> Result<Vec<(TenantId, MachineId, String)>> {
         self.get()?.all_machines()
+    }
+
+    fn machines_for_reevaluation(&self) -> Result<Vec<StoredMachine>> {
+        self.get()?.machines_for_reevaluation()
     }
 
     fn put_machines(

@@ -55,8 +55,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("the catalog changed (generation {expected} → {found}) while the change was prepared; retry")]
     StaleCatalog { expected: i64, found: i64 },
-    #[error("the inventory changed while the catalog import was prepared; retry")]
-    StaleInventory,
+    /// The caller's re-evaluation of a machine that changed during a catalog import failed;
+    /// nothing was written.
+    #[error("{0}")]
+    Reevaluation(BoxError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -106,9 +108,77 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct CatalogState {
     pub generation: i64,
     pub as_of: Option<Date>,
-    /// Bumped by every inventory change, so a catalog import that re-evaluated machines can
-    /// tell that none changed meanwhile.
+    /// Bumped by every inventory change (so that answers computed from the counts can tell
+    /// they are stale).
     pub inventory: i64,
+}
+
+/// An error of the caller's evaluation, carried through the store unchanged.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A stored machine as read for re-evaluation.
+#[derive(Debug, Clone)]
+pub struct StoredMachine {
+    pub tenant: TenantId,
+    pub id: MachineId,
+    pub snapshot: String,
+    /// The write that stored this snapshot: a number no other write of any machine has, so a
+    /// machine rewritten (or deleted and stored again) since it was read has another one.
+    pub write: i64,
+}
+
+/// A machine re-evaluated against the catalog being imported, from the snapshot `write`
+/// stored.
+#[derive(Debug, Clone)]
+pub struct Reevaluated {
+    pub tenant: TenantId,
+    pub write: i64,
+    pub record: MachineRecord,
+}
+
+/// Re-evaluates a stored machine (tenant, id, snapshot JSON) against the catalog being
+/// imported: what a catalog import calls, inside its transaction, for each machine stored or
+/// rewritten after the machines were read.
+pub type Reevaluate<'a> =
+    dyn FnMut(&TenantId, MachineId, String) -> std::result::Result<MachineRecord, BoxError> + 'a;
+
+/// What a catalog import wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub summary: ImportSummary,
+    /// Machines whose results were rewritten: every stored machine.
+    pub machines: usize,
+    /// Of those, the ones stored or rewritten after they were read, re-evaluated inside the
+    /// import's transaction.
+    pub reevaluated_late: usize,
+}
+
+/// Held while a catalog import runs (see [`Store::lock_catalog_imports`]); dropping it lets
+/// the next import start.
+pub struct ImportLock<'a> {
+    release: Option<Box<dyn FnOnce() + 'a>>,
+}
+
+impl<'a> ImportLock<'a> {
+    pub(crate) fn new(release: impl FnOnce() + 'a) -> ImportLock<'a> {
+        ImportLock {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for ImportLock<'_> {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for ImportLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImportLock")
+    }
 }
 
 /// A machine with its evaluation, ready to be stored.
@@ -163,22 +233,41 @@ pub trait Store: Send + Sync {
     /// revision), without writing anything.
     fn plan_import(&self, docs: &[CvrfDocument]) -> Result<ImportSummary>;
 
+    /// Waits until no other catalog import holds the import lock (of any process on the same
+    /// database), then holds it until the returned guard is dropped: two importers never
+    /// re-evaluate the machines at once, and the second finds the catalog the first stored.
+    /// Inventory writes never wait for it.
+    fn lock_catalog_imports(&self) -> Result<ImportLock<'_>>;
+
     /// Stores documents (newer revisions replace older ones), the per-KB release table, the
-    /// cut date, and the re-evaluated results of every machine, in one transaction, and bumps
-    /// the catalog generation. `expected` (read before the machines were re-evaluated)
-    /// guards against a concurrent import or inventory change.
+    /// cut date, and the re-evaluated results of every machine, in one transaction that
+    /// inventory writes wait for, and bumps the catalog generation if it is still
+    /// `generation` (else [`StoreError::StaleCatalog`]: another import came first).
+    ///
+    /// `results` are the machines as read by [`Store::machines_for_reevaluation`], evaluated
+    /// against the new catalog. A machine still stored by the same write gets its result; a
+    /// machine stored or rewritten since is re-evaluated with `reevaluate` inside the
+    /// transaction; a result of a machine deleted since is dropped. So when the import commits
+    /// every stored machine is evaluated against the new generation. Any error, `reevaluate`'s
+    /// included ([`StoreError::Reevaluation`]), writes nothing.
+    #[allow(clippy::too_many_arguments)]
     fn import_catalog(
         &self,
         docs: &[CvrfDocument],
         kbs: &[kbgap_domain::catalog::KbInfo],
         as_of: Option<Date>,
-        expected: CatalogState,
-        results: &[(TenantId, MachineRecord)],
+        generation: i64,
+        results: &[Reevaluated],
         active_since: i64,
-    ) -> Result<ImportSummary>;
+        reevaluate: &mut Reevaluate<'_>,
+    ) -> Result<ImportOutcome>;
 
-    /// Every stored machine of every tenant, for re-evaluation.
+    /// Every stored machine of every tenant, in (tenant, id) byte order.
     fn all_machines(&self) -> Result<Vec<(TenantId, MachineId, String)>>;
+
+    /// Every stored machine of every tenant with the write that stored it, as one consistent
+    /// read, for a catalog import's re-evaluation.
+    fn machines_for_reevaluation(&self) -> Result<Vec<StoredMachine>>;
 
     /// Replaces the given machines of one tenant, atomically, if the catalog is still at
     /// `generation`. Machines last seen before `active_since` are stored but not counted.

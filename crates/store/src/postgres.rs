@@ -15,15 +15,16 @@ use postgres::config::Host;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 use time::{Date, PrimitiveDateTime};
 
-use crate::rows::{self, check_unchanged, CountDeltas, StoredFix};
+use crate::rows::{self, check_generation, CountDeltas, StoredFix};
 use crate::{
-    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, ServicingEnded, Store,
-    StoreError,
+    CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
+    Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError, StoredMachine,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
-    include_str!("../migrations/postgres/0002_machine_servicing.sql"),
+    include_str!("../migrations/postgres/0002_change_markers.sql"),
+    include_str!("../migrations/postgres/0003_machine_servicing.sql"),
 ];
 
 /// Connections kept open for reuse; more are opened on demand.
@@ -38,6 +39,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCK_MIGRATIONS: i32 = 0x6b62_0001;
 const LOCK_CATALOG: i32 = 0x6b62_0002;
 const LOCK_TENANT: i32 = 0x6b62_0003;
+/// Held by a catalog import from start to end (a session lock, which no inventory write
+/// takes), so that two importers never re-evaluate the machines at once.
+const LOCK_IMPORT: i32 = 0x6b62_0004;
 
 /// Machines written per statement when a catalog import rewrites every machine's results.
 const IMPORT_CHUNK: usize = 2_000;
@@ -587,18 +591,42 @@ impl Store for PostgresStore {
         self.with_client(|c| plan(c, docs))
     }
 
+    fn lock_catalog_imports(&self) -> Result<ImportLock<'_>> {
+        let mut client = self.client()?;
+        client.execute(
+            "SELECT pg_advisory_lock($1, hashtext(current_schema()))",
+            &[&LOCK_IMPORT],
+        )?;
+        Ok(ImportLock::new(move || {
+            let unlocked = client.execute(
+                "SELECT pg_advisory_unlock($1, hashtext(current_schema()))",
+                &[&LOCK_IMPORT],
+            );
+            if unlocked.is_ok() {
+                self.give_back(client);
+            } else {
+                // Closing the session releases its locks; a synchronous client is closed off
+                // any async thread (see `Drop for PostgresStore`).
+                let _ = std::thread::spawn(move || drop(client)).join();
+            }
+        }))
+    }
+
     fn import_catalog(
         &self,
         docs: &[CvrfDocument],
         kbs: &[KbInfo],
         as_of: Option<Date>,
-        expected: CatalogState,
-        results: &[(TenantId, MachineRecord)],
+        generation: i64,
+        results: &[Reevaluated],
         active_since: i64,
-    ) -> Result<ImportSummary> {
+        reevaluate: &mut Reevaluate<'_>,
+    ) -> Result<ImportOutcome> {
+        // The exclusive catalog lock waits for the inventory writes under way (they hold it
+        // shared) and keeps new ones out until the import commits.
         self.write(Lock::Everything, |tx| {
             let state = catalog_state(tx)?;
-            check_unchanged(state, expected)?;
+            check_generation(state.generation, generation)?;
             let summary = plan(tx, docs)?;
             for doc in docs {
                 if summary.stored.contains(&doc.id) {
@@ -624,14 +652,47 @@ impl Store for PostgresStore {
                 &[&as_of],
             )?;
             announce(tx)?;
+            // Machines stored or rewritten since they were read are re-evaluated now.
+            let writes = tx
+                .query("SELECT tenant_id, machine_id, write_seq FROM machines", &[])?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let settled = rows::settle(writes, results);
+            let late = if settled.late.is_empty() {
+                Vec::new()
+            } else {
+                let (t, m): (Vec<&str>, Vec<&str>) = settled
+                    .late
+                    .iter()
+                    .map(|(t, m)| (t.as_str(), m.as_str()))
+                    .unzip();
+                let snapshots = tx
+                    .query(
+                        "SELECT machines.tenant_id, machines.machine_id, machines.snapshot
+                         FROM machines JOIN UNNEST($1::text[], $2::text[]) AS u (t, m)
+                           ON machines.tenant_id = u.t AND machines.machine_id = u.m",
+                        &[&t, &m],
+                    )?
+                    .into_iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect();
+                rows::reevaluate_late(snapshots, reevaluate)?
+            };
+            let all: Vec<(&str, &MachineRecord)> = settled
+                .current
+                .iter()
+                .map(|r| (r.tenant.as_str(), &r.record))
+                .chain(late.iter().map(|(t, m)| (t.as_str(), m)))
+                .collect();
             // Every machine's results are rewritten, and the counts rebuilt from them.
             tx.execute("DELETE FROM machine_software", &[])?;
             tx.execute("DELETE FROM machine_missing", &[])?;
             tx.execute("DELETE FROM machine_servicing", &[])?;
-            for chunk in results.chunks(IMPORT_CHUNK) {
+            for chunk in all.chunks(IMPORT_CHUNK) {
                 let rows: Vec<(&str, &str, &Evaluation)> = chunk
                     .iter()
-                    .map(|(t, m)| (t.as_str(), m.id.as_str(), m.evaluation.as_ref()))
+                    .map(|(t, m)| (*t, m.id.as_str(), m.evaluation.as_ref()))
                     .collect();
                 write_results(tx, &rows)?;
                 let t: Vec<&str> = rows.iter().map(|r| r.0).collect();
@@ -660,7 +721,11 @@ impl Store for PostgresStore {
                  WHERE m.counted GROUP BY x.tenant_id, x.software, x.kb",
                 &[],
             )?;
-            Ok(summary)
+            Ok(ImportOutcome {
+                summary,
+                machines: all.len(),
+                reevaluated_late: late.len(),
+            })
         })
     }
 
@@ -677,6 +742,25 @@ impl Store for PostgresStore {
                     MachineId::parse(r.get(1)).map_err(corrupt)?,
                     r.get(2),
                 ));
+            }
+            Ok(out)
+        })
+    }
+
+    fn machines_for_reevaluation(&self) -> Result<Vec<StoredMachine>> {
+        self.with_client(|c| {
+            let mut out = Vec::new();
+            for r in c.query(
+                "SELECT tenant_id, machine_id, snapshot, write_seq FROM machines
+                 ORDER BY tenant_id, machine_id",
+                &[],
+            )? {
+                out.push(StoredMachine {
+                    tenant: TenantId::parse(r.get(0)).map_err(corrupt)?,
+                    id: MachineId::parse(r.get(1)).map_err(corrupt)?,
+                    snapshot: r.get(2),
+                    write: r.get(3),
+                });
             }
             Ok(out)
         })
@@ -758,6 +842,9 @@ impl Store for PostgresStore {
             }
 
             if !batch.is_empty() {
+                let write: i64 = tx
+                    .query_one("SELECT nextval('machine_writes')", &[])?
+                    .get(0);
                 let last_seen: Vec<i64> = batch.iter().map(|m| m.last_seen).collect();
                 let snapshot: Vec<&str> = batch.iter().map(|m| m.snapshot.as_str()).collect();
                 let is_counted: Vec<bool> =
@@ -766,13 +853,23 @@ impl Store for PostgresStore {
                     batch.iter().map(|m| m.evaluation.pending_restart).collect();
                 tx.execute(
                     "INSERT INTO machines
-                     (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart)
-                     SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::bool[],
-                                              $6::bool[])
+                     (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart,
+                      write_seq)
+                     SELECT $1, *, $7::int8 FROM UNNEST($2::text[], $3::int8[], $4::text[],
+                                                  $5::bool[], $6::bool[])
                      ON CONFLICT (tenant_id, machine_id) DO UPDATE SET
                        last_seen = excluded.last_seen, snapshot = excluded.snapshot,
-                       counted = excluded.counted, pending_restart = excluded.pending_restart",
-                    &[&t, &ids, &last_seen, &snapshot, &is_counted, &pending],
+                       counted = excluded.counted, pending_restart = excluded.pending_restart,
+                       write_seq = excluded.write_seq",
+                    &[
+                        &t,
+                        &ids,
+                        &last_seen,
+                        &snapshot,
+                        &is_counted,
+                        &pending,
+                        &write,
+                    ],
                 )?;
                 let rows: Vec<(&str, &str, &Evaluation)> = batch
                     .iter()

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
-use kbgap_domain::KbId;
+use kbgap_domain::{KbId, MachineId};
 use time::PrimitiveDateTime;
 
-use crate::{CatalogState, ImportSummary, MachineRecord, Result, StoreError};
+use crate::{ImportSummary, MachineRecord, Reevaluate, Reevaluated, Result, StoreError, TenantId};
 
 /// Revision dates are stored to the second: a revision is newer only if it is at least one
 /// second later.
@@ -19,21 +19,6 @@ pub(crate) fn to_second(dt: PrimitiveDateTime) -> PrimitiveDateTime {
 /// Which of `docs` replace what is stored (`stored`: id → current release): within one
 /// import the newest revision of each document wins, and it replaces a stored document only
 /// if it is newer.
-/// The guard of a catalog import: the catalog and the inventory are still as they were read
-/// before the machines were re-evaluated.
-pub(crate) fn check_unchanged(found: CatalogState, expected: CatalogState) -> Result<()> {
-    if found.generation != expected.generation {
-        return Err(StoreError::StaleCatalog {
-            expected: expected.generation,
-            found: found.generation,
-        });
-    }
-    if found.inventory != expected.inventory {
-        return Err(StoreError::StaleInventory);
-    }
-    Ok(())
-}
-
 pub(crate) fn plan(
     stored: &HashMap<String, PrimitiveDateTime>,
     docs: &[CvrfDocument],
@@ -55,6 +40,71 @@ pub(crate) fn plan(
         }
     }
     summary
+}
+
+/// The guard of a catalog import: no other import stored a catalog since this one read it.
+pub(crate) fn check_generation(found: i64, expected: i64) -> Result<()> {
+    if found != expected {
+        return Err(StoreError::StaleCatalog { expected, found });
+    }
+    Ok(())
+}
+
+/// How a catalog import's results meet the machines stored when its transaction runs.
+pub(crate) struct Settled<'a> {
+    /// Results of machines still stored by the write they were read at.
+    pub current: Vec<&'a Reevaluated>,
+    /// Machines stored or rewritten since they were read: (tenant, machine), to re-evaluate.
+    pub late: Vec<(String, String)>,
+}
+
+/// Sorts `stored` (every machine of the table now: tenant, machine, write) into machines
+/// whose result in `results` is current and machines to re-evaluate; results of machines no
+/// longer stored are left out.
+pub(crate) fn settle(stored: Vec<(String, String, i64)>, results: &[Reevaluated]) -> Settled<'_> {
+    let index: HashMap<(&str, &str), usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, (t, m, _))| ((t.as_str(), m.as_str()), i))
+        .collect();
+    let mut current = vec![false; stored.len()];
+    let mut settled = Settled {
+        current: Vec::with_capacity(results.len()),
+        late: Vec::new(),
+    };
+    for r in results {
+        if let Some(&i) = index.get(&(r.tenant.as_str(), r.record.id.as_str())) {
+            if stored[i].2 == r.write {
+                current[i] = true;
+                settled.current.push(r);
+            }
+        }
+    }
+    drop(index);
+    settled.late = stored
+        .into_iter()
+        .zip(current)
+        .filter(|(_, current)| !current)
+        .map(|((t, m, _), _)| (t, m))
+        .collect();
+    settled
+}
+
+/// Re-evaluates the late machines of a catalog import (tenant, machine, snapshot) with the
+/// caller's evaluation.
+pub(crate) fn reevaluate_late(
+    late: Vec<(String, String, String)>,
+    reevaluate: &mut Reevaluate<'_>,
+) -> Result<Vec<(TenantId, MachineRecord)>> {
+    let corrupt = |e: String| StoreError::Corrupt(e);
+    late.into_iter()
+        .map(|(t, m, snapshot)| {
+            let tenant = TenantId::parse(&t).map_err(|e| corrupt(e.to_string()))?;
+            let id = MachineId::parse(&m).map_err(|e| corrupt(e.to_string()))?;
+            let record = reevaluate(&tenant, id, snapshot).map_err(StoreError::Reevaluation)?;
+            Ok((tenant, record))
+        })
+        .collect()
 }
 
 /// One stored row of a document's fixes: a distinct remediation and product, with the

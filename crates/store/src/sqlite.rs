@@ -12,15 +12,16 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime};
 
-use crate::rows::{self, check_unchanged, CountDeltas, StoredFix};
+use crate::rows::{self, check_generation, CountDeltas, StoredFix};
 use crate::{
-    CatalogState, ImportSummary, MachineRecord, MissingCount, Result, ServicingEnded, Store,
-    StoreError,
+    CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
+    Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError, StoredMachine,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/sqlite/0002_machine_servicing.sql"),
+    include_str!("../migrations/sqlite/0002_change_markers.sql"),
+    include_str!("../migrations/sqlite/0003_machine_servicing.sql"),
 ];
 
 const DATE_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Held by a catalog import of this process from start to end.
+    imports: Mutex<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -63,6 +66,7 @@ impl SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            imports: Mutex::new(()),
         })
     }
 
@@ -367,6 +371,7 @@ fn put_machine(
     tenant: &str,
     m: &MachineRecord,
     active_since: i64,
+    write: i64,
     deltas: &mut CountDeltas,
 ) -> Result<()> {
     let id = m.id.as_str();
@@ -384,11 +389,13 @@ fn put_machine(
     }
     let counted = m.last_seen >= active_since;
     tx.prepare_cached(
-        "INSERT INTO machines (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO machines (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart,
+                               write_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (tenant_id, machine_id) DO UPDATE SET
            last_seen = excluded.last_seen, snapshot = excluded.snapshot,
-           counted = excluded.counted, pending_restart = excluded.pending_restart",
+           counted = excluded.counted, pending_restart = excluded.pending_restart,
+           write_seq = excluded.write_seq",
     )?
     .execute(params![
         tenant,
@@ -396,13 +403,21 @@ fn put_machine(
         m.last_seen,
         m.snapshot,
         counted,
-        m.evaluation.pending_restart
+        m.evaluation.pending_restart,
+        write
     ])?;
     write_results(tx, tenant, m)?;
     if counted {
         deltas.count(m);
     }
     Ok(())
+}
+
+/// Every stored machine with the write that stored it.
+fn machine_writes(tx: &Transaction) -> Result<Vec<(String, String, i64)>> {
+    let mut stmt = tx.prepare("SELECT tenant_id, machine_id, write_seq FROM machines")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 impl Store for SqliteStore {
@@ -460,18 +475,30 @@ impl Store for SqliteStore {
         self.read(|conn| plan(conn, docs))
     }
 
+    fn lock_catalog_imports(&self) -> Result<ImportLock<'_>> {
+        // Imports of other processes are not held back here: the one that commits second
+        // finds the generation changed (`StaleCatalog`) and writes nothing.
+        let guard = self
+            .imports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(ImportLock::new(move || drop(guard)))
+    }
+
     fn import_catalog(
         &self,
         docs: &[CvrfDocument],
         kbs: &[KbInfo],
         as_of: Option<Date>,
-        expected: CatalogState,
-        results: &[(TenantId, MachineRecord)],
+        generation: i64,
+        results: &[Reevaluated],
         active_since: i64,
-    ) -> Result<ImportSummary> {
+        reevaluate: &mut Reevaluate<'_>,
+    ) -> Result<ImportOutcome> {
+        // The write lock keeps every other writer out until the import commits.
         self.write(|tx| {
             let state = catalog_state(tx)?;
-            check_unchanged(state, expected)?;
+            check_generation(state.generation, generation)?;
             let summary = plan(tx, docs)?;
             for doc in docs {
                 if summary.stored.contains(&doc.id) {
@@ -499,17 +526,36 @@ impl Store for SqliteStore {
                 .map(|d| d.format(DATE).unwrap_or_default())
                 .unwrap_or_default();
             set_meta(tx, "as_of", &as_of)?;
+            // Machines stored or rewritten since they were read are re-evaluated now.
+            let settled = rows::settle(machine_writes(tx)?, results);
+            let late = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT snapshot FROM machines WHERE tenant_id = ?1 AND machine_id = ?2",
+                )?;
+                let mut late = Vec::with_capacity(settled.late.len());
+                for (t, m) in settled.late {
+                    let snapshot: String = stmt.query_row(params![t, m], |r| r.get(0))?;
+                    late.push((t, m, snapshot));
+                }
+                rows::reevaluate_late(late, reevaluate)?
+            };
+            let all: Vec<(&str, &MachineRecord)> = settled
+                .current
+                .iter()
+                .map(|r| (r.tenant.as_str(), &r.record))
+                .chain(late.iter().map(|(t, m)| (t.as_str(), m)))
+                .collect();
             // Every machine's results are rewritten, and the counts rebuilt from them.
             tx.execute("DELETE FROM machine_software", [])?;
             tx.execute("DELETE FROM machine_missing", [])?;
             tx.execute("DELETE FROM machine_servicing", [])?;
-            for (tenant, m) in results {
-                write_results(tx, tenant.as_str(), m)?;
+            for &(tenant, m) in &all {
+                write_results(tx, tenant, m)?;
                 tx.execute(
                     "UPDATE machines SET counted = last_seen >= ?3, pending_restart = ?4
                      WHERE tenant_id = ?1 AND machine_id = ?2",
                     params![
-                        tenant.as_str(),
+                        tenant,
                         m.id.as_str(),
                         active_since,
                         m.evaluation.pending_restart
@@ -532,7 +578,11 @@ impl Store for SqliteStore {
                  WHERE m.counted = 1 GROUP BY x.tenant_id, x.software, x.kb",
                 [],
             )?;
-            Ok(summary)
+            Ok(ImportOutcome {
+                summary,
+                machines: all.len(),
+                reevaluated_late: late.len(),
+            })
         })
     }
 
@@ -557,6 +607,34 @@ impl Store for SqliteStore {
         })
     }
 
+    fn machines_for_reevaluation(&self) -> Result<Vec<StoredMachine>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT tenant_id, machine_id, snapshot, write_seq FROM machines
+                 ORDER BY tenant_id, machine_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (t, m, snapshot, write) = row?;
+                out.push(StoredMachine {
+                    tenant: TenantId::parse(&t).map_err(corrupt)?,
+                    id: MachineId::parse(&m).map_err(corrupt)?,
+                    snapshot,
+                    write,
+                });
+            }
+            Ok(out)
+        })
+    }
+
     fn put_machines(
         &self,
         tenant: &TenantId,
@@ -573,8 +651,10 @@ impl Store for SqliteStore {
                 });
             }
             let mut deltas = CountDeltas::default();
+            // The inventory counter after this write numbers it (`bump_inventory` below).
+            let write = state.inventory + 1;
             for m in machines {
-                put_machine(tx, tenant.as_str(), m, active_since, &mut deltas)?;
+                put_machine(tx, tenant.as_str(), m, active_since, write, &mut deltas)?;
             }
             apply_deltas(&deltas, tx, tenant.as_str())?;
             bump_inventory(tx, &state)?;

@@ -255,3 +255,92 @@ fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, count: Optio
     let _ = to.shutdown(std::net::Shutdown::Both);
     let _ = from.shutdown(std::net::Shutdown::Both);
 }
+
+/// The count tables of a store's database as stored and as counted again from the machines'
+/// stored results (active machines only), one `tenant software [kb] machines` line per row,
+/// sorted; and how many result rows belong to no stored machine. A store keeps `stored`
+/// equal to `recounted` and `orphans` at zero after every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recount {
+    pub stored: Vec<String>,
+    pub recounted: Vec<String>,
+    pub orphans: i64,
+}
+
+const STORED_COUNTS: &str = "
+    SELECT tenant_id || ' ' || software || ' ' || CAST(machines AS TEXT) FROM software_counts
+    UNION ALL
+    SELECT tenant_id || ' ' || software || ' ' || CAST(kb AS TEXT) || ' '
+           || CAST(machines AS TEXT) FROM missing_counts";
+const RECOUNTED: &str = "
+    SELECT s.tenant_id || ' ' || s.software || ' ' || CAST(COUNT(*) AS TEXT)
+    FROM machine_software s
+    JOIN machines m ON m.tenant_id = s.tenant_id AND m.machine_id = s.machine_id
+    WHERE CAST(m.counted AS INTEGER) = 1 GROUP BY s.tenant_id, s.software
+    UNION ALL
+    SELECT x.tenant_id || ' ' || x.software || ' ' || CAST(x.kb AS TEXT) || ' '
+           || CAST(COUNT(*) AS TEXT)
+    FROM machine_missing x
+    JOIN machines m ON m.tenant_id = x.tenant_id AND m.machine_id = x.machine_id
+    WHERE CAST(m.counted AS INTEGER) = 1 GROUP BY x.tenant_id, x.software, x.kb";
+const ORPHANS: &str = "
+    SELECT (SELECT COUNT(*) FROM machine_software s WHERE NOT EXISTS
+              (SELECT 1 FROM machines m
+               WHERE m.tenant_id = s.tenant_id AND m.machine_id = s.machine_id))
+         + (SELECT COUNT(*) FROM machine_missing x WHERE NOT EXISTS
+              (SELECT 1 FROM machines m
+               WHERE m.tenant_id = x.tenant_id AND m.machine_id = x.machine_id))";
+
+impl Recount {
+    /// Of the SQLite store in `data_dir`.
+    pub fn sqlite(data_dir: &std::path::Path) -> Recount {
+        let c = rusqlite::Connection::open(data_dir.join("kbgap.sqlite")).unwrap();
+        let lines = |sql: &str| -> Vec<String> {
+            let mut stmt = c.prepare(sql).unwrap();
+            let mut out: Vec<String> = stmt
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            out.sort();
+            out
+        };
+        Recount {
+            stored: lines(STORED_COUNTS),
+            recounted: lines(RECOUNTED),
+            orphans: c.query_row(ORPHANS, [], |r| r.get(0)).unwrap(),
+        }
+    }
+
+    /// Of the PostgreSQL store a URL (with its `search_path`) names.
+    pub fn postgres(url: &str) -> Recount {
+        let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        let mut lines = |sql: &str| -> Vec<String> {
+            let mut out: Vec<String> = c
+                .query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            out.sort();
+            out
+        };
+        let stored = lines(STORED_COUNTS);
+        let recounted = lines(RECOUNTED);
+        let orphans = c.query_one(ORPHANS, &[]).unwrap().get(0);
+        Recount {
+            stored,
+            recounted,
+            orphans,
+        }
+    }
+
+    /// Panics unless the stored counts are the recount and no result is orphaned.
+    pub fn assert_exact(&self) {
+        assert_eq!(
+            self.stored, self.recounted,
+            "stored counts differ from a recount"
+        );
+        assert_eq!(self.orphans, 0, "results of machines no longer stored");
+    }
+}

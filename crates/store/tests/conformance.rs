@@ -12,10 +12,10 @@ use kbgap_domain::catalog::KbInfo;
 use kbgap_domain::cvrf::{CvrfDocument, VendorFix};
 use kbgap_domain::lifecycle::EndOfServicing;
 use kbgap_domain::{Edition, Evaluation, KbId, MachineId, SoftwareId, TenantId};
-use kbgap_store::test_support::TestSchema;
+use kbgap_store::test_support::{Recount, TestSchema};
 use kbgap_store::{
-    Backend, CatalogState, ImportSummary, MachineRecord, MissingCount, PostgresStore, SqliteStore,
-    Store, StoreError,
+    Backend, BoxError, CatalogState, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
+    PostgresStore, Reevaluated, SqliteStore, Store, StoreError,
 };
 use time::macros::{date, datetime};
 use time::PrimitiveDateTime;
@@ -87,6 +87,11 @@ impl Fixture {
         }
     }
 
+    /// The counts as stored and as counted again from the stored results.
+    fn recount(&self) -> Recount {
+        self.db.recount()
+    }
+
     fn backend(&self) -> Backend {
         match self.db {
             Db::Sqlite(_) => Backend::Sqlite,
@@ -96,6 +101,45 @@ impl Fixture {
 }
 
 impl Db {
+    /// The counts as stored and as counted again from the stored results.
+    fn recount(&self) -> Recount {
+        match self {
+            Db::Sqlite(dir) => Recount::sqlite(dir.path()),
+            Db::Postgres(s) => Recount::postgres(s.url()),
+        }
+    }
+
+    /// Creates the schema as the first migration left it, with one machine stored (as a
+    /// kbgap of that schema would store it), before any store opens the database.
+    fn create_at_version_1(&self) {
+        let machine = "INSERT INTO machines
+             (tenant_id, machine_id, last_seen, snapshot, counted, pending_restart)
+             VALUES ('contoso', 'old', 2000, '{\"id\":\"old\",\"lastSeen\":2000}', 1 = 1, 1 = 0)";
+        match self {
+            Db::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("kbgap.sqlite")).unwrap();
+                c.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+                    .unwrap();
+                c.pragma_update(None, "user_version", 1).unwrap();
+                c.execute(machine, []).unwrap();
+            }
+            Db::Postgres(s) => {
+                let mut c = ::postgres::Client::connect(s.url(), ::postgres::NoTls).unwrap();
+                c.batch_execute(include_str!("../migrations/postgres/0001_init.sql"))
+                    .unwrap();
+                c.batch_execute(
+                    "CREATE TABLE schema_migrations (
+                         version    BIGINT PRIMARY KEY,
+                         applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                     );
+                     INSERT INTO schema_migrations (version) VALUES (1)",
+                )
+                .unwrap();
+                c.execute(machine, &[]).unwrap();
+            }
+        }
+    }
+
     fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
             Db::Sqlite(dir) => Box::new(SqliteStore::open(dir.path())?),
@@ -142,6 +186,10 @@ conformance!(
     delete_machine_removes_it_from_everything,
     sweep_stops_counting_machines_not_seen_since,
     a_catalog_import_rewrites_results_and_rebuilds_counts,
+    machines_written_after_they_were_read_are_reevaluated_by_the_import,
+    a_failed_reevaluation_writes_nothing,
+    inventory_writes_do_not_wait_for_the_import_lock,
+    a_0001_database_upgrades_and_its_machines_count_as_written_once,
     tenants_never_see_each_other,
     snapshots_round_trip_and_machines_list_in_byte_order,
     reopening_keeps_everything_and_a_newer_schema_is_refused,
@@ -306,12 +354,49 @@ fn indeterminate(store: &dyn Store, t: &str, software: &str) -> Vec<String> {
         .collect()
 }
 
-/// Imports `docs` with no machines, from the state the store is in.
+/// The evaluation of imports whose machines are all expected to be current.
+fn no_late(_: &TenantId, id: MachineId, _: String) -> Result<MachineRecord, BoxError> {
+    Err(format!("{id} was not expected to be re-evaluated").into())
+}
+
+/// Imports `docs` from the state the store is in, with no results read beforehand: every
+/// stored machine is re-evaluated by the import, as installing nothing and missing nothing.
 fn import(store: &dyn Store, docs: &[CvrfDocument]) -> ImportSummary {
     let state = store.catalog_state().unwrap();
+    let mut nothing = |_: &TenantId, id: MachineId, _: String| {
+        Ok::<_, BoxError>(machine(id.as_str(), NOW, eval(&[], &[], &[])))
+    };
     store
-        .import_catalog(docs, &[], state.as_of, state, &[], ACTIVE_SINCE)
+        .import_catalog(
+            docs,
+            &[],
+            state.as_of,
+            state.generation,
+            &[],
+            ACTIVE_SINCE,
+            &mut nothing,
+        )
         .unwrap()
+        .summary
+}
+
+/// Results for an import: each machine with the write that stored it as read now.
+fn read_results(store: &dyn Store, machines: &[(&str, MachineRecord)]) -> Vec<Reevaluated> {
+    let stored = store.machines_for_reevaluation().unwrap();
+    machines
+        .iter()
+        .map(|(t, record)| {
+            let m = stored
+                .iter()
+                .find(|m| m.tenant == tenant(t) && m.id == record.id)
+                .unwrap_or_else(|| panic!("{t}/{} is not stored", record.id));
+            Reevaluated {
+                tenant: m.tenant.clone(),
+                write: m.write,
+                record: record.clone(),
+            }
+        })
+        .collect()
 }
 
 fn put(store: &dyn Store, t: &str, machines: &[MachineRecord]) {
@@ -374,11 +459,13 @@ fn documents_round_trip_grouped_by_remediation(f: &Fixture) {
             &[jan(), feb()],
             &[kb_info(5034122, "2024-Jan"), kb_info(5034763, "2024-Feb")],
             Some(date!(2024 - 01 - 31)),
-            state,
+            state.generation,
             &[],
             ACTIVE_SINCE,
+            &mut no_late,
         )
-        .unwrap();
+        .unwrap()
+        .summary;
     assert_eq!(summary, stored(&["2024-Feb", "2024-Jan"], &[]));
     assert_eq!(
         s.catalog_state().unwrap(),
@@ -412,8 +499,16 @@ fn documents_round_trip_grouped_by_remediation(f: &Fixture) {
     assert_eq!(s.load_documents().unwrap()[2], dup);
     // The cut date is cleared by an import without one.
     let state = s.catalog_state().unwrap();
-    s.import_catalog(&[], &[], None, state, &[], ACTIVE_SINCE)
-        .unwrap();
+    s.import_catalog(
+        &[],
+        &[],
+        None,
+        state.generation,
+        &[],
+        ACTIVE_SINCE,
+        &mut no_late,
+    )
+    .unwrap();
     assert_eq!(s.catalog_state().unwrap().as_of, None);
     assert_eq!(s.catalog_state().unwrap().generation, 3);
 }
@@ -471,25 +566,15 @@ fn a_stale_import_is_refused_and_changes_nothing(f: &Fixture) {
         }
     );
 
-    let old_catalog = CatalogState {
-        generation: 0,
-        ..state
-    };
-    match s.import_catalog(&[feb()], &[], None, old_catalog, &[], ACTIVE_SINCE) {
+    // Another import stored generation 1 after this one read generation 0.
+    match s.import_catalog(&[feb()], &[], None, 0, &[], ACTIVE_SINCE, &mut no_late) {
         Err(StoreError::StaleCatalog { expected, found }) => {
             assert_eq!((expected, found), (0, 1))
         }
         other => panic!("expected a stale catalog, got {other:?}"),
     }
-    let old_inventory = CatalogState {
-        inventory: 0,
-        ..state
-    };
-    match s.import_catalog(&[feb()], &[], None, old_inventory, &[], ACTIVE_SINCE) {
-        Err(StoreError::StaleInventory) => {}
-        other => panic!("expected a stale inventory, got {other:?}"),
-    }
     assert_eq!(everything(s), before);
+    f.recount().assert_exact();
 }
 
 fn a_failed_import_keeps_what_was_stored(f: &Fixture) {
@@ -504,16 +589,17 @@ fn a_failed_import_keeps_what_was_stored(f: &Fixture) {
     // The same machine twice among the results breaks a key after the documents, the KB
     // table and the cut date were written: the whole import is rolled back.
     let m1 = machine("m1", NOW, eval(&[W10, EDGE], &[(EDGE, &[5034127])], &[]));
-    let results = vec![(tenant("contoso"), m1.clone()), (tenant("contoso"), m1)];
+    let results = read_results(s, &[("contoso", m1.clone()), ("contoso", m1)]);
     let state = s.catalog_state().unwrap();
     let err = s
         .import_catalog(
             &[feb()],
             &[kb_info(5034763, "2024-Feb")],
             Some(date!(2024 - 02 - 29)),
-            state,
+            state.generation,
             &results,
             ACTIVE_SINCE,
+            &mut no_late,
         )
         .unwrap_err();
     match &err {
@@ -806,33 +892,58 @@ fn a_catalog_import_rewrites_results_and_rebuilds_counts(f: &Fixture) {
     );
     let state = s.catalog_state().unwrap();
     // Re-evaluated under the new catalog: m1 misses Feb's KB too and is decided, m2 misses
-    // nothing; m3 is not among the results and is left without any; the cut moves so that
-    // f1 is no longer active.
-    let results = vec![
-        (
-            tenant("contoso"),
-            machine(
-                "m1",
-                1_500,
-                eval(&[W10], &[(W10, &[5034122, 5034763])], &[]),
+    // nothing; m3 is not among the results, so it is re-evaluated by the import itself; the
+    // cut moves so that f1 is no longer active.
+    let results = read_results(
+        s,
+        &[
+            (
+                "contoso",
+                machine(
+                    "m1",
+                    1_500,
+                    eval(&[W10], &[(W10, &[5034122, 5034763])], &[]),
+                ),
             ),
-        ),
-        (
-            tenant("contoso"),
-            machine("m2", 1_500, eval(&[W10], &[], &[W10])),
-        ),
-        (
-            tenant("fabrikam"),
-            machine("f1", 1_500, eval(&[W10], &[(W10, &[5034763])], &[])),
-        ),
-    ];
-    let summary = s
-        .import_catalog(&[jan(), feb()], &[], None, state, &results, 1_400)
+            ("contoso", machine("m2", 1_500, eval(&[W10], &[], &[W10]))),
+            (
+                "fabrikam",
+                machine("f1", 1_500, eval(&[W10], &[(W10, &[5034763])], &[])),
+            ),
+        ],
+    );
+    let mut asked = Vec::new();
+    let mut late = |t: &TenantId, id: MachineId, snapshot: String| {
+        asked.push(format!("{t}/{id} {snapshot}"));
+        Ok::<_, BoxError>(MachineRecord {
+            evaluation: eval(&[W10], &[(W10, &[5034763])], &[]),
+            ..machine(id.as_str(), 1_500, eval(&[], &[], &[]))
+        })
+    };
+    let outcome = s
+        .import_catalog(
+            &[jan(), feb()],
+            &[],
+            None,
+            state.generation,
+            &results,
+            1_400,
+            &mut late,
+        )
         .unwrap();
-    assert_eq!(summary, stored(&["2024-Feb", "2024-Jan"], &[]));
-    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 1)]);
+    assert_eq!(
+        outcome,
+        ImportOutcome {
+            summary: stored(&["2024-Feb", "2024-Jan"], &[]),
+            machines: 4,
+            reevaluated_late: 1,
+        }
+    );
+    assert_eq!(asked, [r#"contoso/m3 {"id":"m3","lastSeen":1500}"#]);
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 2)]);
     assert_eq!(indeterminate(s, "contoso", W10), vec!["m2"]);
     assert_eq!(counts(s, "fabrikam", W10), vec![(5034763, 1)]);
+    f.recount().assert_exact();
     let state = s.catalog_state().unwrap();
     assert_eq!(
         state,
@@ -842,16 +953,29 @@ fn a_catalog_import_rewrites_results_and_rebuilds_counts(f: &Fixture) {
             inventory: 2
         }
     );
-    // The active window is applied to every re-evaluated machine.
-    let results = vec![(
-        tenant("contoso"),
-        machine("m1", 1_500, eval(&[W10], &[(W10, &[5034122])], &[])),
-    )];
-    s.import_catalog(&[], &[], None, state, &results, 1_600)
+    // The active window is applied to every re-evaluated machine, the late ones included.
+    let results = read_results(
+        s,
+        &[(
+            "contoso",
+            machine("m1", 1_500, eval(&[W10], &[(W10, &[5034122])], &[])),
+        )],
+    );
+    let mut late = |_: &TenantId, id: MachineId, _: String| {
+        Ok::<_, BoxError>(machine(
+            id.as_str(),
+            1_500,
+            eval(&[W10], &[(W10, &[5034122])], &[]),
+        ))
+    };
+    let outcome = s
+        .import_catalog(&[], &[], None, state.generation, &results, 1_600, &mut late)
         .unwrap();
+    assert_eq!((outcome.machines, outcome.reevaluated_late), (4, 3));
     assert_eq!(counts(s, "contoso", W10), vec![]);
     assert!(!known(s, "contoso", W10));
     assert!(!known(s, "fabrikam", W10));
+    f.recount().assert_exact();
     // A machine of the new generation counts when seen again.
     put(
         s,
@@ -859,6 +983,207 @@ fn a_catalog_import_rewrites_results_and_rebuilds_counts(f: &Fixture) {
         &[machine("m1", NOW, eval(&[W10], &[(W10, &[5034122])], &[]))],
     );
     assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1)]);
+}
+
+fn machines_written_after_they_were_read_are_reevaluated_by_the_import(f: &Fixture) {
+    let s = f.store.as_ref();
+    import(s, &[jan()]);
+    let jan_eval = eval(&[W10], &[(W10, &[5034122])], &[]);
+    put(
+        s,
+        "contoso",
+        &[
+            machine("m1", NOW, jan_eval.clone()),
+            machine("m2", NOW, jan_eval.clone()),
+            machine("m3", NOW, jan_eval.clone()),
+            machine("m4", NOW, jan_eval.clone()),
+        ],
+    );
+    // The import reads every machine and evaluates it against the new catalog...
+    let read = s.machines_for_reevaluation().unwrap();
+    assert_eq!(read.len(), 4);
+    assert!(read.iter().all(|m| m.write == read[0].write));
+    let results: Vec<Reevaluated> = read
+        .iter()
+        .map(|m| Reevaluated {
+            tenant: m.tenant.clone(),
+            write: m.write,
+            record: machine(
+                m.id.as_str(),
+                NOW,
+                eval(&[W10], &[(W10, &[5034122, 5034763])], &[]),
+            ),
+        })
+        .collect();
+    // ... while machines keep reporting: m2 is rewritten, m3 deleted, m4 deleted and stored
+    // again just as it was, n1 is new.
+    put(s, "contoso", &[machine("m2", NOW + 1, jan_eval.clone())]);
+    assert!(s.delete_machine(&tenant("contoso"), &mid("m3")).unwrap());
+    assert!(s.delete_machine(&tenant("contoso"), &mid("m4")).unwrap());
+    put(s, "contoso", &[machine("m4", NOW, jan_eval.clone())]);
+    put(s, "fabrikam", &[machine("n1", NOW, jan_eval.clone())]);
+
+    let mut asked = Vec::new();
+    let mut late = |t: &TenantId, id: MachineId, snapshot: String| {
+        asked.push(format!("{t}/{id} {snapshot}"));
+        Ok::<_, BoxError>(MachineRecord {
+            id,
+            last_seen: NOW,
+            snapshot,
+            evaluation: eval(&[W10], &[(W10, &[5034763])], &[]),
+        })
+    };
+    let outcome = s
+        .import_catalog(
+            &[feb()],
+            &[kb_info(5034763, "2024-Feb")],
+            None,
+            1,
+            &results,
+            ACTIVE_SINCE,
+            &mut late,
+        )
+        .unwrap();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            r#"contoso/m2 {"id":"m2","lastSeen":2001}"#,
+            r#"contoso/m4 {"id":"m4","lastSeen":2000}"#,
+            r#"fabrikam/n1 {"id":"n1","lastSeen":2000}"#,
+        ]
+    );
+    assert_eq!(
+        outcome,
+        ImportOutcome {
+            summary: stored(&["2024-Feb"], &[]),
+            machines: 4,
+            reevaluated_late: 3,
+        }
+    );
+    // m1 has its result from the read; m2 and m4 the one evaluated inside the import.
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 3)]);
+    assert_eq!(counts(s, "fabrikam", W10), vec![(5034763, 1)]);
+    f.recount().assert_exact();
+    // A write evaluated against the old catalog and arriving after the import is refused.
+    match s.put_machines(
+        &tenant("contoso"),
+        &[machine("m1", NOW, jan_eval)],
+        1,
+        ACTIVE_SINCE,
+    ) {
+        Err(StoreError::StaleCatalog { expected, found }) => {
+            assert_eq!((expected, found), (1, 2))
+        }
+        other => panic!("expected a stale catalog, got {other:?}"),
+    }
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 3)]);
+}
+
+fn a_failed_reevaluation_writes_nothing(f: &Fixture) {
+    let s = f.store.as_ref();
+    import(s, &[jan()]);
+    let jan_eval = eval(&[W10], &[(W10, &[5034122])], &[]);
+    put(
+        s,
+        "contoso",
+        &[
+            machine("m1", NOW, jan_eval.clone()),
+            machine("m2", NOW, jan_eval.clone()),
+        ],
+    );
+    let feb_eval = eval(&[W10], &[(W10, &[5034763])], &[]);
+    let results = read_results(
+        s,
+        &[
+            ("contoso", machine("m1", NOW, feb_eval.clone())),
+            ("contoso", machine("m2", NOW, feb_eval)),
+        ],
+    );
+    put(s, "contoso", &[machine("m2", NOW + 1, jan_eval)]);
+    let before = everything(s);
+    let mut late = |_: &TenantId, id: MachineId, _: String| {
+        Err::<MachineRecord, BoxError>(format!("the snapshot of {id} no longer parses").into())
+    };
+    let err = s
+        .import_catalog(
+            &[feb()],
+            &[kb_info(5034763, "2024-Feb")],
+            Some(date!(2024 - 02 - 29)),
+            1,
+            &results,
+            ACTIVE_SINCE,
+            &mut late,
+        )
+        .unwrap_err();
+    match &err {
+        StoreError::Reevaluation(e) => {
+            assert_eq!(e.to_string(), "the snapshot of m2 no longer parses")
+        }
+        other => panic!("expected the re-evaluation's error, got {other:?}"),
+    }
+    assert!(!err.is_unavailable());
+    assert_eq!(everything(s), before);
+    f.recount().assert_exact();
+}
+
+fn inventory_writes_do_not_wait_for_the_import_lock(f: &Fixture) {
+    let s = f.store.as_ref();
+    import(s, &[jan()]);
+    let other = f.reopen().unwrap();
+    let lock = s.lock_catalog_imports().unwrap();
+    let e = eval(&[W10], &[(W10, &[5034122])], &[]);
+    put(s, "contoso", &[machine("m1", NOW, e.clone())]);
+    put(other.as_ref(), "contoso", &[machine("m2", NOW, e)]);
+    assert!(other
+        .delete_machine(&tenant("contoso"), &mid("m1"))
+        .unwrap());
+    assert_eq!(s.sweep(ACTIVE_SINCE).unwrap(), 0);
+    drop(lock);
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1)]);
+    // Released, it is taken again at once.
+    drop(other.lock_catalog_imports().unwrap());
+}
+
+fn a_0001_database_upgrades_and_its_machines_count_as_written_once(f: &Fixture) {
+    let db = f.fresh_db();
+    db.create_at_version_1();
+    let s = db.open().unwrap();
+    let read = s.machines_for_reevaluation().unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!((read[0].id.as_str(), read[0].write), ("old", 0));
+    let results = vec![Reevaluated {
+        tenant: tenant("contoso"),
+        write: 0,
+        record: machine("old", NOW, eval(&[W10], &[(W10, &[5034122])], &[])),
+    }];
+    put(
+        s.as_ref(),
+        "contoso",
+        &[machine("new", NOW, eval(&[W10], &[], &[]))],
+    );
+    let mut asked = Vec::new();
+    let mut late = |_: &TenantId, id: MachineId, _: String| {
+        asked.push(id.as_str().to_string());
+        Ok::<_, BoxError>(machine(
+            id.as_str(),
+            NOW,
+            eval(&[W10], &[(W10, &[5034122])], &[]),
+        ))
+    };
+    let outcome = s
+        .import_catalog(&[jan()], &[], None, 0, &results, ACTIVE_SINCE, &mut late)
+        .unwrap();
+    assert_eq!(asked, ["new"]);
+    assert_eq!((outcome.machines, outcome.reevaluated_late), (2, 1));
+    assert_eq!(counts(s.as_ref(), "contoso", W10), vec![(5034122, 2)]);
+    db.recount().assert_exact();
+    // Opened again, the upgraded schema is not migrated twice.
+    drop(s);
+    assert_eq!(
+        counts(db.open().unwrap().as_ref(), "contoso", W10),
+        vec![(5034122, 2)]
+    );
 }
 
 fn tenants_never_see_each_other(f: &Fixture) {
@@ -982,9 +1307,9 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused(f: &Fixture) {
     assert_eq!(everything(again.as_ref()), before);
     drop(again);
 
-    f.set_schema_version(3);
+    f.set_schema_version(4);
     match f.reopen() {
-        Err(StoreError::SchemaTooNew { found, known }) => assert_eq!((found, known), (3, 2)),
+        Err(StoreError::SchemaTooNew { found, known }) => assert_eq!((found, known), (4, 3)),
         other => panic!(
             "expected a newer schema to be refused, got {:?}",
             other.map(|_| ())
@@ -1102,15 +1427,68 @@ fn machines_out_of_servicing_are_listed_with_their_results(f: &Fixture) {
     assert!(s.delete_machine(&tenant("contoso"), &mid("m2")).unwrap());
     assert_eq!(out_of_servicing(s, "contoso", W10), Vec::<String>::new());
     let state = s.catalog_state().unwrap();
-    let results = vec![
-        (tenant("contoso"), machine("m3", NOW, ended(&[W10]))),
-        (
-            tenant("fabrikam"),
-            machine("f1", NOW, eval(&[W10], &[], &[])),
-        ),
-    ];
-    s.import_catalog(&[jan()], &[], None, state, &results, ACTIVE_SINCE)
-        .unwrap();
+    let results = read_results(
+        s,
+        &[
+            ("contoso", machine("m1", NOW, eval(&[W10], &[], &[]))),
+            ("contoso", machine("m3", NOW, ended(&[W10]))),
+            ("contoso", machine("old", 5, eval(&[W10], &[], &[]))),
+            ("fabrikam", machine("f1", NOW, eval(&[W10], &[], &[]))),
+        ],
+    );
+    s.import_catalog(
+        &[jan()],
+        &[],
+        None,
+        state.generation,
+        &results,
+        ACTIVE_SINCE,
+        &mut no_late,
+    )
+    .unwrap();
     assert_eq!(out_of_servicing(s, "contoso", W10), vec![line("m3")]);
     assert_eq!(out_of_servicing(s, "fabrikam", W10), Vec::<String>::new());
+}
+
+/// Importers of several processes on one PostgreSQL database take turns: the second waits
+/// until the first releases the import lock.
+#[test]
+fn postgres_importers_wait_for_each_other() {
+    let Some(f) = Fixture::postgres() else {
+        return;
+    };
+    let Db::Postgres(schema) = &f.db else {
+        unreachable!()
+    };
+    let other = f.reopen().unwrap();
+    let first = f.store.lock_catalog_imports().unwrap();
+    let (acquired, taken) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let other = &other;
+        scope.spawn(move || {
+            let lock = other.lock_catalog_imports().unwrap();
+            acquired.send(()).unwrap();
+            drop(lock);
+        });
+        // Until the server shows the second session waiting for the lock of this schema.
+        let mut c = schema.connect();
+        loop {
+            let waiting: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_locks
+                     WHERE locktype = 'advisory' AND NOT granted
+                       AND classid = 1801584644::oid AND objid = hashtext($1)::oid",
+                    &[&schema.name()],
+                )
+                .unwrap()
+                .get(0);
+            if waiting == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(taken.try_recv().is_err(), "the lock was taken twice");
+        drop(first);
+        taken.recv().unwrap();
+    });
 }

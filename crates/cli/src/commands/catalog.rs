@@ -112,7 +112,7 @@ pub fn import_catalog(
     )
     .context("catalog import failed; the previous catalog is unchanged")?;
     println!(
-        "catalog generation {}: {} documents stored, {} unchanged; {} documents and {} KBs in the catalog{}; {} machines re-evaluated ({:.1}s)",
+        "catalog generation {}: {} documents stored, {} unchanged; {} documents and {} KBs in the catalog{}; {} machines re-evaluated{} ({:.1}s)",
         report.generation,
         report.summary.stored.len(),
         report.summary.skipped.len(),
@@ -120,9 +120,18 @@ pub fn import_catalog(
         report.kbs,
         report.as_of.map(|d| format!(" as of {d}")).unwrap_or_default(),
         report.machines_reevaluated,
+        changed_during(&report),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// How many of the re-evaluated machines reported while the import ran, when any did.
+fn changed_during(report: &kbgap_service::ImportReport) -> String {
+    match report.machines_changed_during_import {
+        0 => String::new(),
+        n => format!(", {n} of them written during the import"),
+    }
 }
 
 pub fn catalog_status(store: &dyn Store) -> anyhow::Result<()> {
@@ -191,7 +200,7 @@ pub fn sync_catalog(store: &dyn Store, data_dir: &Path, args: SyncArgs) -> anyho
             started.elapsed().as_secs_f64()
         ),
         Some(import) => println!(
-            "catalog generation {}: {} documents fetched ({}), {} stored; {} documents and {} KBs in the catalog{}; {} machines re-evaluated ({:.1}s)",
+            "catalog generation {}: {} documents fetched ({}), {} stored; {} documents and {} KBs in the catalog{}; {} machines re-evaluated{} ({:.1}s)",
             report.generation,
             report.fetched.len(),
             abbreviate(&report.fetched),
@@ -200,6 +209,7 @@ pub fn sync_catalog(store: &dyn Store, data_dir: &Path, args: SyncArgs) -> anyho
             import.kbs,
             import.as_of.map(|d| format!(" as of {d}")).unwrap_or_default(),
             import.machines_reevaluated,
+            changed_during(import),
             started.elapsed().as_secs_f64()
         ),
     }
