@@ -230,13 +230,13 @@ impl EvaluationClasses {
         let same = first_equal(&evaluations);
 
         // Each class from its parts' evaluations, by number.
-        let merged: Vec<(usize, Vec<Arc<Evaluation>>)> = {
+        let merged: Vec<Vec<Arc<Evaluation>>> = {
             let jobs: Vec<usize> = (0..split.len()).collect();
             in_parallel(&jobs, |&c| {
                 let chunk = &split[c];
                 let to_global = &renumbered[c];
                 let mut merged: HashMap<MergeKey<'_>, Arc<Evaluation>> = HashMap::new();
-                let out = chunks[c]
+                chunks[c]
                     .iter()
                     .enumerate()
                     .map(|(k, facts)| {
@@ -260,11 +260,10 @@ impl EvaluationClasses {
                             })
                             .clone()
                     })
-                    .collect();
-                (c, out)
+                    .collect()
             })
         };
-        merged.into_iter().flat_map(|(_, out)| out).collect()
+        merged.into_iter().flatten().collect()
     }
 
     fn len(&self) -> usize {
