@@ -864,9 +864,16 @@ fn a_fleet_evaluated_at_once_agrees_with_each_machine_evaluated_alone() {
         let mut own_list = apps.clone();
         own_list.complete_update_lists.insert(sw("office"));
         own_list.installed_kbs.insert(kb(5002309));
-        fleet.extend([facts, pending, apps, own_list]);
+        // The same parts, one more software the catalog has no updates for: an evaluation of
+        // its own, which lists that software.
+        let mut unknown = apps.clone();
+        unknown.software.insert(
+            SoftwareId::parse("contoso-_-widget").unwrap(),
+            Some("1.0".into()),
+        );
+        fleet.extend([facts, pending, apps, own_list, unknown]);
     }
-    assert_eq!(fleet.len(), 4 * 49);
+    assert_eq!(fleet.len(), 5 * 49);
     fleet.push(MachineFacts::default());
     fleet.push(fleet[2].clone());
     fleet.push(fleet[0].clone());
@@ -886,6 +893,8 @@ fn a_fleet_evaluated_at_once_agrees_with_each_machine_evaluated_alone() {
         .iter()
         .any(|e| e.missing.contains_key(&sw("sql_server"))));
     assert!(alone.iter().any(|e| e.pending_restart));
+    let widget = SoftwareId::parse("contoso-_-widget").unwrap();
+    assert!(alone[4].software.contains(&widget) && !alone[2].software.contains(&widget));
 
     // A new generation: nothing remembered, every part evaluated now.
     let at_once = compiled.evaluate_classes(&fleet);
