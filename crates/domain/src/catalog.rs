@@ -963,9 +963,11 @@ impl Catalog {
     /// whose updates are the OS's cumulative updates). Its verdicts read the OS facts (build,
     /// revision, architecture), its own version, installed updates and list scope.
     pub fn component_apart(&self, software: &SoftwareId, os: &SoftwareId, branch: Branch) -> bool {
-        self.by_software
-            .get(software)
-            .is_some_and(|s| s.component_apart_on.contains(&(os.clone(), branch)))
+        self.by_software.get(software).is_some_and(|s| {
+            s.component_apart_on
+                .iter()
+                .any(|(o, b)| *b == branch && o == os)
+        })
     }
 
     /// Whether the evaluation of a software evaluated apart can look at a KB: one of its
@@ -974,6 +976,12 @@ impl Catalog {
         self.by_software
             .get(software)
             .is_some_and(|s| s.kbs.contains(&kb))
+    }
+
+    /// Every KB [`Catalog::is_kb_of`] says the evaluation of a software can look at, when the
+    /// catalog has the software.
+    pub(crate) fn kbs_of(&self, software: &SoftwareId) -> Option<&HashSet<KbId>> {
+        self.by_software.get(software).map(|s| &s.kbs)
     }
 
     /// Whether the evaluation of the OS and the software it hosts can look at a KB.

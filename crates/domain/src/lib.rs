@@ -19,5 +19,5 @@ pub use engine::{evaluate, evaluate_part, explain, Evaluation, Explanation};
 pub use ids::{IdError, KbId, MachineId, SoftwareId, TenantId};
 pub use lifecycle::Edition;
 pub use machine::{KbListScope, MachineFacts, OsFacts};
-pub use parts::{ComponentFacts, Part, ProductFacts};
+pub use parts::{ComponentFacts, Part, PartKey, ProductFacts, Splitter};
 pub use product::{Arch, HostOs, InstallType, Normalized, ProductClass, ProductUpdates};

@@ -832,3 +832,117 @@ fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
         );
     }
 }
+
+#[test]
+fn a_fleet_evaluated_at_once_agrees_with_each_machine_evaluated_alone() {
+    use kbgap_inventory::import::{import_files, Format, ImportOptions, InputFile, LastSeen};
+
+    // The 49 real captures, each as captured, with a pending update, and with applications
+    // of every kind of part (a component on the OS, products apart, a complete list of its
+    // own), at builds of the archive; a machine without an OS, and repeats.
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/inventory"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("_systeminfo"))
+        .collect();
+    names.sort();
+    let now = time::OffsetDateTime::now_utc();
+    let mut fleet: Vec<MachineFacts> = Vec::new();
+    for name in &names {
+        let mut files = vec![name.clone()];
+        let qfe = name.replace("systeminfo", "qfe");
+        if std::path::Path::new(dir).join(&qfe).exists() {
+            files.push(qfe);
+        }
+        let inputs: Vec<InputFile> = files
+            .iter()
+            .map(|f| InputFile {
+                path: f.into(),
+                bytes: std::fs::read(std::path::Path::new(dir).join(f)).unwrap(),
+                modified: None,
+            })
+            .collect();
+        let opts = ImportOptions {
+            format: Format::Auto,
+            last_seen: Some(LastSeen::At(now)),
+            now,
+            arch: None,
+        };
+        let imported = import_files(&inputs, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let facts = imported.snapshots[0].facts().unwrap();
+        let mut pending = facts.clone();
+        if let Some(&newest) = facts.installed_kbs.iter().max() {
+            pending.pending_kbs.insert(newest);
+        }
+        let mut apps = facts.clone();
+        for (product, version) in [
+            (".net_framework", "3.5|4.8"),
+            ("sql_server", "15.0.2101.7"),
+            ("office", "16.0.5413.1000"),
+            ("exchange_server", "15.2.1258.12"),
+            ("internet_explorer", "11.0"),
+        ] {
+            apps.software.insert(sw(product), Some(version.to_string()));
+        }
+        let mut own_list = apps.clone();
+        own_list.complete_update_lists.insert(sw("office"));
+        own_list.installed_kbs.insert(kb(5002309));
+        // The same parts, one more software the catalog has no updates for: an evaluation of
+        // its own, which lists that software.
+        let mut unknown = apps.clone();
+        unknown.software.insert(
+            SoftwareId::parse("contoso-_-widget").unwrap(),
+            Some("1.0".into()),
+        );
+        fleet.extend([facts, pending, apps, own_list, unknown]);
+    }
+    assert_eq!(fleet.len(), 5 * 49);
+    fleet.push(MachineFacts::default());
+    fleet.push(fleet[2].clone());
+    fleet.push(fleet[0].clone());
+
+    let compiled = kbgap_service::CompiledCatalog::new(
+        kbgap_service::compile(documents(), Some(time::macros::date!(2024 - 01 - 31))),
+        1,
+    );
+    let catalog = &compiled.catalog;
+    let alone: Vec<kbgap_domain::Evaluation> = fleet
+        .iter()
+        .map(|m| kbgap_domain::evaluate(catalog, m))
+        .collect();
+    // Not every answer is the same: the test would notice a fleet given one machine's.
+    assert!(alone.iter().any(|e| !e.missing.is_empty()));
+    assert!(alone
+        .iter()
+        .any(|e| e.missing.contains_key(&sw("sql_server"))));
+    assert!(alone.iter().any(|e| e.pending_restart));
+    let widget = SoftwareId::parse("contoso-_-widget").unwrap();
+    assert!(alone[4].software.contains(&widget) && !alone[2].software.contains(&widget));
+
+    // A new generation: nothing remembered, every part evaluated now.
+    let at_once = compiled.evaluate_classes(&fleet);
+    assert_eq!(at_once.len(), fleet.len());
+    for (i, (e, m)) in at_once.iter().zip(&alone).enumerate() {
+        assert_eq!(**e, *m, "machine {i}");
+    }
+    // Again, every part now from the memo; and one machine at a time from the same memo.
+    assert!(compiled.part_count() > 0);
+    let again = compiled.evaluate_classes(&fleet);
+    for (i, (e, m)) in again.iter().zip(&alone).enumerate() {
+        assert_eq!(**e, *m, "machine {i}, parts remembered");
+        assert_eq!(*compiled.evaluate(&fleet[i]), *m, "machine {i}, alone");
+    }
+
+    // The fleet's splitter numbers the same parts as the split of one machine.
+    let mut splitter = kbgap_domain::Splitter::new(catalog);
+    for m in &fleet {
+        assert_eq!(
+            splitter.split(m),
+            kbgap_domain::parts::split_keys(catalog, m)
+        );
+    }
+}
