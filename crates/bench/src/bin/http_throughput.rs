@@ -10,7 +10,11 @@
 //! same bearer token. Prints each round, then the median req/s and p50/p99 latency of each
 //! route, the median of the rounds' ratios, and the in-process cost of each step of a call.
 //!
-//! `cargo run --release -p kbgap-bench --bin http_throughput [-- SECONDS_PER_ROUND ROUNDS]`
+//! With `--lb` the tenant is stored in a fresh PostgreSQL schema, served by two replicas (a
+//! store each) behind HAProxy with `deploy/haproxy.cfg`, and `getmissingkbs` through the
+//! balancer is measured beside one replica directly (needs `haproxy` on the PATH).
+//!
+//! `cargo run --release -p kbgap-bench --bin http_throughput [-- SECONDS_PER_ROUND ROUNDS] [--lb]`
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +29,8 @@ use kbgap_auth::{issuer_for, DevIssuer, MintRequest, Validator, ValidatorConfig}
 use kbgap_bench::shared_data;
 use kbgap_domain::TenantId;
 use kbgap_service::{CatalogHolder, Retention};
-use kbgap_store::{SqliteStore, Store};
+use kbgap_store::test_support::TestSchema;
+use kbgap_store::{PostgresStore, SqliteStore, Store};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -109,14 +114,13 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn start() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
+/// Imports the whole archive into `store` and ingests the tenant's fleet.
+fn load_fleet(store: &dyn Store) -> Arc<CatalogHolder> {
     let t = Instant::now();
     let docs = kbgap_catalog::read_documents(&[shared_data().join("msrc-cvrf")])
         .expect("the MSRC archive in ../shared/data/msrc-cvrf");
     kbgap_service::import_catalog(
-        store.as_ref(),
+        store,
         &docs,
         None,
         OffsetDateTime::now_utc(),
@@ -124,7 +128,7 @@ fn start() -> Server {
     )
     .expect("catalog import");
     eprintln!("catalog imported in {:.1}s", t.elapsed().as_secs_f64());
-    let catalog = Arc::new(CatalogHolder::load(store.as_ref()).expect("catalog"));
+    let catalog = Arc::new(CatalogHolder::load(store).expect("catalog"));
     let tenant = TenantId::parse(TENANT).expect("tenant");
     let t = Instant::now();
     let snapshots: Vec<kbgap_inventory::Snapshot> = fleet()
@@ -133,7 +137,7 @@ fn start() -> Server {
         .collect();
     for chunk in snapshots.chunks(1000) {
         kbgap_service::ingest(
-            store.as_ref(),
+            store,
             &catalog,
             &tenant,
             chunk,
@@ -146,7 +150,13 @@ fn start() -> Server {
         "{MACHINES} machines ingested in {:.1}s",
         t.elapsed().as_secs_f64()
     );
-    let dev = DevIssuer::load_or_create(dir.path()).expect("dev issuer");
+    catalog
+}
+
+/// The development issuer's validator and a `Software.Read.All` token of the tenant.
+fn credentials(dir: &std::path::Path) -> (Arc<Validator>, String) {
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let dev = DevIssuer::load_or_create(dir).expect("dev issuer");
     let validator = Validator::new(
         ValidatorConfig {
             issuer_templates: vec![kbgap_auth::DEV_ISSUER_TEMPLATE.to_string()],
@@ -158,7 +168,7 @@ fn start() -> Server {
     let read_token = dev
         .mint(&MintRequest {
             issuer: issuer_for(kbgap_auth::DEV_ISSUER_TEMPLATE, &tenant),
-            tenant: tenant.clone(),
+            tenant,
             audience: "https://api.securitycenter.microsoft.com".into(),
             app_id: "bench".into(),
             roles: vec!["Software.Read.All".into()],
@@ -167,6 +177,15 @@ fn start() -> Server {
             now_unix: OffsetDateTime::now_utc().unix_timestamp(),
         })
         .expect("token");
+    (Arc::new(validator), read_token)
+}
+
+/// Serves `store` on 127.0.0.1 from a runtime of two threads of its own.
+fn serve(
+    store: Arc<dyn Store>,
+    catalog: Arc<CatalogHolder>,
+    validator: Arc<Validator>,
+) -> std::net::SocketAddr {
     let config = ApiConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
         // The limiter runs on every call, as in production, but never refuses here.
@@ -177,12 +196,6 @@ fn start() -> Server {
         ..ApiConfig::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let validator = Arc::new(validator);
-    let (served_store, served_catalog, served_validator) = (
-        store.clone() as Arc<dyn Store>,
-        catalog.clone(),
-        validator.clone(),
-    );
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -193,9 +206,9 @@ fn start() -> Server {
             let app = Application::bind(
                 config,
                 Services {
-                    store: served_store,
-                    catalog: served_catalog,
-                    validator: served_validator,
+                    store,
+                    catalog,
+                    validator,
                     dev_issuer: None,
                     security: Arc::new(Security::default()),
                 },
@@ -206,8 +219,21 @@ fn start() -> Server {
             app.run(std::future::pending()).await.expect("serve");
         });
     });
+    rx.recv().expect("server address")
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("store"));
+    let catalog = load_fleet(store.as_ref());
+    let (validator, read_token) = credentials(dir.path());
+    let addr = serve(
+        store.clone() as Arc<dyn Store>,
+        catalog.clone(),
+        validator.clone(),
+    );
     Server {
-        addr: rx.recv().expect("server address"),
+        addr,
         read_token,
         store,
         catalog,
@@ -433,10 +459,16 @@ fn median_round(rounds: &mut [Round]) -> &Round {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
-    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let lb = all.iter().any(|a| a == "--lb");
+    let args: Vec<&String> = all.iter().filter(|a| !a.starts_with("--")).collect();
+    let secs: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let duration = Duration::from_secs(secs.clamp(1, 60));
+    if lb {
+        behind_the_balancer(duration, rounds);
+        return;
+    }
     let server = start();
     // The load generator has one thread; the server two. Both share the machine's 2 cores.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -552,4 +584,79 @@ fn reqwest_free_probe(
         let v: Value = serde_json::from_slice(&body).expect("json");
         v["value"].as_array().map_or(0, Vec::len)
     })
+}
+
+/// `--lb`: the tenant on PostgreSQL, two replicas with a store each, and HAProxy in front of
+/// them with the repository's `deploy/haproxy.cfg`; `getmissingkbs` (answer cache hit)
+/// through the balancer beside one replica directly, in alternating phases.
+fn behind_the_balancer(duration: Duration, rounds: usize) {
+    let schema = TestSchema::create().expect("PostgreSQL (KBGAP_TEST_POSTGRES_URL)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first: Arc<dyn Store> = Arc::new(PostgresStore::open(schema.url()).expect("store"));
+    load_fleet(first.as_ref());
+    let (validator, token) = credentials(dir.path());
+    let replicas: Vec<std::net::SocketAddr> = (0..2)
+        .map(|_| {
+            let store: Arc<dyn Store> = Arc::new(PostgresStore::open(schema.url()).expect("store"));
+            let catalog = Arc::new(CatalogHolder::load(store.as_ref()).expect("catalog"));
+            serve(store, catalog, validator.clone())
+        })
+        .collect();
+    let lb = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/haproxy.cfg");
+    let mut haproxy = std::process::Command::new("haproxy")
+        .args(["-db", "-f", config])
+        .env("KBGAP_LB_LISTEN", lb.to_string())
+        .env("KBGAP_REPLICA_1", replicas[0].to_string())
+        .env("KBGAP_REPLICA_2", replicas[1].to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("haproxy on the PATH (Debian package haproxy)");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(lb).is_err() {
+        assert!(Instant::now() < deadline, "HAProxy did not listen on {lb}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "getmissingkbs answer through the balancer: {} KBs",
+        reqwest_free_probe(&rt, lb, &token)
+    );
+    for addr in [replicas[0], lb] {
+        load(
+            &rt,
+            addr,
+            SOFTWARE_PATH,
+            Some(&token),
+            Duration::from_secs(1),
+        );
+    }
+    let (mut direct, mut balanced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let d = load(&rt, replicas[0], SOFTWARE_PATH, Some(&token), duration);
+        let b = load(&rt, lb, SOFTWARE_PATH, Some(&token), duration);
+        println!(
+            "round {round}: one replica {} | two behind HAProxy {} | ratio {:.3}",
+            d.summary(),
+            b.summary(),
+            b.rate() / d.rate()
+        );
+        ratios.push(b.rate() / d.rate());
+        direct.push(d);
+        balanced.push(b);
+    }
+    println!(
+        "median of {rounds} rounds of {}s, {CONNECTIONS} connections, PostgreSQL store:\n  one replica            {}\n  two behind HAProxy     {}\n  ratio balanced / one (median of the rounds' ratios): {:.3}",
+        duration.as_secs(),
+        median_round(&mut direct).summary(),
+        median_round(&mut balanced).summary(),
+        median_ratio(ratios),
+    );
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
 }
