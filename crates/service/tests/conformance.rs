@@ -641,6 +641,53 @@ fn case_12_an_omitted_sibling_applies_through_the_branch() {
         && r.product_name == "windows_10 build 19045 x64"));
 }
 
+/// The real machine captures, read in place.
+const CAPTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/data/inventory"
+);
+
+/// The systeminfo captures' file names, sorted.
+fn capture_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(CAPTURES)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("_systeminfo"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The facts of one real capture: its systeminfo and, when there is one, the same host's
+/// wmic qfe, imported as `kbgap inventory import` does.
+fn capture(systeminfo: &str) -> MachineFacts {
+    use kbgap_inventory::import::{import_files, Format, ImportOptions, InputFile, LastSeen};
+    let dir = std::path::Path::new(CAPTURES);
+    let mut files = vec![systeminfo.to_string()];
+    let qfe = systeminfo.replace("systeminfo", "qfe");
+    if dir.join(&qfe).exists() {
+        files.push(qfe);
+    }
+    let inputs: Vec<InputFile> = files
+        .iter()
+        .map(|f| InputFile {
+            path: f.into(),
+            bytes: std::fs::read(dir.join(f)).unwrap(),
+            modified: None,
+        })
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    let opts = ImportOptions {
+        format: Format::Auto,
+        last_seen: Some(LastSeen::At(now)),
+        now,
+        arch: None,
+    };
+    let imported = import_files(&inputs, &opts).unwrap_or_else(|e| panic!("{systeminfo}: {e}"));
+    assert_eq!(imported.snapshots.len(), 1, "{systeminfo}");
+    imported.snapshots[0].facts().unwrap()
+}
+
 /// The capture date in a sample's name (`…_20190305_…`), if any.
 fn date_in_name(name: &str) -> Option<time::Date> {
     name.split(['_', '.']).find_map(|part| {
@@ -659,47 +706,15 @@ fn date_in_name(name: &str) -> Option<time::Date> {
 #[test]
 fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
     use kbgap_domain::catalog::Track;
-    use kbgap_inventory::import::{import_files, Format, ImportOptions, InputFile, LastSeen};
     use std::collections::BTreeMap;
 
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/inventory"
-    );
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("_systeminfo"))
-        .collect();
-    names.sort();
+    let names = capture_names();
     assert_eq!(names.len(), 49);
-    let now = time::OffsetDateTime::now_utc();
     let mut cuts: BTreeMap<time::Date, Catalog> = BTreeMap::new();
     let mut offered = 0;
     let mut report = Vec::new();
     for name in &names {
-        let mut files = vec![name.clone()];
-        let qfe = name.replace("systeminfo", "qfe");
-        if std::path::Path::new(dir).join(&qfe).exists() {
-            files.push(qfe);
-        }
-        let inputs: Vec<InputFile> = files
-            .iter()
-            .map(|f| InputFile {
-                path: f.into(),
-                bytes: std::fs::read(std::path::Path::new(dir).join(f)).unwrap(),
-                modified: None,
-            })
-            .collect();
-        let opts = ImportOptions {
-            format: Format::Auto,
-            last_seen: Some(LastSeen::At(now)),
-            now,
-            arch: None,
-        };
-        let imported = import_files(&inputs, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(imported.snapshots.len(), 1, "{name}");
-        let facts = imported.snapshots[0].facts().unwrap();
+        let facts = capture(name);
         let os = facts.os.clone().unwrap();
         // The capture date: from the file name, else the month of the newest update the
         // machine has (it was captured no earlier than that).
@@ -835,45 +850,13 @@ fn case_20_real_machine_captures_get_the_update_windows_update_offers() {
 
 #[test]
 fn a_fleet_evaluated_at_once_agrees_with_each_machine_evaluated_alone() {
-    use kbgap_inventory::import::{import_files, Format, ImportOptions, InputFile, LastSeen};
-
     // The 49 real captures, each as captured, with a pending update, and with applications
     // of every kind of part (a component on the OS, products apart, a complete list of its
     // own), at builds of the archive; a machine without an OS, and repeats.
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/inventory"
-    );
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("_systeminfo"))
-        .collect();
-    names.sort();
-    let now = time::OffsetDateTime::now_utc();
+    let names = capture_names();
     let mut fleet: Vec<MachineFacts> = Vec::new();
     for name in &names {
-        let mut files = vec![name.clone()];
-        let qfe = name.replace("systeminfo", "qfe");
-        if std::path::Path::new(dir).join(&qfe).exists() {
-            files.push(qfe);
-        }
-        let inputs: Vec<InputFile> = files
-            .iter()
-            .map(|f| InputFile {
-                path: f.into(),
-                bytes: std::fs::read(std::path::Path::new(dir).join(f)).unwrap(),
-                modified: None,
-            })
-            .collect();
-        let opts = ImportOptions {
-            format: Format::Auto,
-            last_seen: Some(LastSeen::At(now)),
-            now,
-            arch: None,
-        };
-        let imported = import_files(&inputs, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let facts = imported.snapshots[0].facts().unwrap();
+        let facts = capture(name);
         let mut pending = facts.clone();
         if let Some(&newest) = facts.installed_kbs.iter().max() {
             pending.pending_kbs.insert(newest);

@@ -15,6 +15,10 @@ use crate::error::ApiError;
 use crate::routes::blocking;
 use crate::AppState;
 
+fn software_id(raw: &str) -> Result<SoftwareId, ApiError> {
+    SoftwareId::parse(raw).map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))
+}
+
 fn kb_filter(query: Option<&str>) -> Result<Option<KbId>, ApiError> {
     for pair in query.unwrap_or("").split('&') {
         if let Some(v) = pair.strip_prefix("kb=") {
@@ -71,8 +75,7 @@ pub async fn indeterminate(
     Path(raw_id): Path<String>,
 ) -> Result<Json<IndeterminateDto>, ApiError> {
     caller.require(Permission::SoftwareRead)?;
-    let software = SoftwareId::parse(&raw_id)
-        .map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))?;
+    let software = software_id(&raw_id)?;
     let tenant = caller.0.tenant.clone();
     let store = state.store.clone();
     let sw = software.clone();
@@ -104,8 +107,7 @@ pub async fn end_of_servicing(
     Path(raw_id): Path<String>,
 ) -> Result<Json<EndOfServicingDto>, ApiError> {
     caller.require(Permission::SoftwareRead)?;
-    let software = SoftwareId::parse(&raw_id)
-        .map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))?;
+    let software = software_id(&raw_id)?;
     let tenant = caller.0.tenant.clone();
     let store = state.store.clone();
     let sw = software.clone();

@@ -7,7 +7,7 @@
 //! machines, with and without a steady writer ingesting meanwhile (see `under_load`):
 //!
 //! `cargo run --release -p kbgap-bench --bin catalog_import -- --under-load [--machines N]
-//! [--months M] [--runs R] [--postgres]`
+//! [--months M] [--runs R] [--postgres | --postgres-only]`
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,7 +170,10 @@ fn under_load(args: &[String]) -> BoxResult<()> {
     drop(compiled);
 
     let mut backends = vec!["SQLite"];
-    if postgres {
+    if args.iter().any(|a| a == "--postgres-only") {
+        backends.clear();
+    }
+    if postgres || backends.is_empty() {
         backends.push("PostgreSQL");
     }
     for backend in backends {

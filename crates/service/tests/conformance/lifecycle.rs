@@ -7,41 +7,9 @@
 
 use kbgap_domain::lifecycle::EndOfServicing;
 use kbgap_domain::Edition;
-use kbgap_inventory::import::{import_files, Format, ImportOptions, InputFile, LastSeen};
 use time::macros::date;
 
 use super::*;
-
-/// The facts of one real capture (its systeminfo and, when there is one, its wmic qfe).
-fn capture(systeminfo: &str) -> MachineFacts {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/inventory"
-    );
-    let mut files = vec![systeminfo.to_string()];
-    let qfe = systeminfo.replace("systeminfo", "qfe");
-    if std::path::Path::new(dir).join(&qfe).exists() {
-        files.push(qfe);
-    }
-    let inputs: Vec<InputFile> = files
-        .iter()
-        .map(|f| InputFile {
-            path: f.into(),
-            bytes: std::fs::read(std::path::Path::new(dir).join(f)).unwrap(),
-            modified: None,
-        })
-        .collect();
-    let now = time::OffsetDateTime::now_utc();
-    let opts = ImportOptions {
-        format: Format::Auto,
-        last_seen: Some(LastSeen::At(now)),
-        now,
-        arch: None,
-    };
-    let imported = import_files(&inputs, &opts).unwrap();
-    assert_eq!(imported.snapshots.len(), 1, "{systeminfo}");
-    imported.snapshots[0].facts().unwrap()
-}
 
 fn ended(
     version: &'static str,
