@@ -30,7 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
-use crate::routes::{dev_issuer, inventory, machines, ops, software};
+use crate::routes::{dev_issuer, inventory, machine_kbs, machines, ops, software};
 pub use crate::security::{RateLimits, Security};
 pub use crate::server::ConnectionLimits;
 /// Re-exported so the binary configures limits and limiters through this crate.
@@ -146,6 +146,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/inventory/machines/{id}",
             put(inventory::put_machine).delete(inventory::delete_machine),
+        )
+        .route(
+            "/api/machines/{id}/getmissingkbs",
+            get(machine_kbs::get_missing_kbs),
         )
         .route(
             "/api/machines/{id}/missingkbs/explain",

@@ -231,6 +231,13 @@ fn canonical_path(path: &str) -> Option<Canonical> {
                 "/api/machines/{id}/missingkbs/explain"
             )))
         }
+        [machines, id, action]
+            if machines.eq_ignore_ascii_case("machines")
+                && action.eq_ignore_ascii_case("getmissingkbs")
+                && !id.is_empty() =>
+        {
+            Some(Canonical::Path(format!("/api/machines/{id}/getmissingkbs")))
+        }
         [inventory, machines, tail @ ..]
             if inventory.eq_ignore_ascii_case("inventory")
                 && machines.eq_ignore_ascii_case("machines") =>
@@ -286,6 +293,10 @@ mod tests {
             Some(Canonical::Path(
                 "/api/Software/x/indeterminatemachines".into()
             ))
+        );
+        assert_eq!(
+            p("/api/v1.0/Machines/pc-1/GetMissingKBs"),
+            Some(Canonical::Path("/api/machines/pc-1/getmissingkbs".into()))
         );
         assert_eq!(
             p("/API/Machines/pc-1/MissingKbs/Explain"),

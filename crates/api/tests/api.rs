@@ -1089,3 +1089,105 @@ fn machines_whose_edition_left_servicing_are_listed_with_their_last_update() {
     );
     assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
 }
+
+#[test]
+fn one_machines_missing_kbs_are_mde_s_collection_and_add_up_to_the_software_counts() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-0000000000e9";
+    // Two Windows 10 22H2 machines at October 2023's revision and one at January 2024's:
+    // the first two miss January 2024's KB5034122 (34 CVEs for Windows 10 in that document).
+    s.ingest(
+        tid,
+        &[
+            snapshot("MK-1", "Windows10", "10.0.19045.3570", 0),
+            snapshot("mk-2", "Windows10", "10.0.19045.3570", 0),
+            snapshot("mk-3", "Windows10", "10.0.19045.3930", 0),
+        ],
+    );
+    let reader = s.token(tid, &["Software.Read.All"]);
+    let r = s.get("/api/v1.0/Machines/mk-1/GetMissingKbs", &reader);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
+    );
+    let text = r.text().unwrap();
+    // Fields in MDE's order.
+    let order: Vec<usize> = [
+        "\"@odata.context\"",
+        "\"id\"",
+        "\"name\"",
+        "\"productsNames\"",
+        "\"url\"",
+        "\"machineMissedOn\"",
+        "\"cveAddressed\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({
+            "@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.PublicProductFixDto)", s.base),
+            "value": [{"id": "5034122", "name": "January 2024 Security Updates",
+                       "productsNames": ["windows_10"], "url": format!("{WIN10_KB_URL}5034122"),
+                       "machineMissedOn": 1, "cveAddressed": 34}]
+        })
+    );
+    // The machines' answers add up to the software's counts.
+    let per_software = body(s.missing(tid, "microsoft-_-windows_10"));
+    let mut added: std::collections::BTreeMap<String, u64> = Default::default();
+    for id in ["mk-1", "mk-2", "mk-3"] {
+        let b = body(s.get(&format!("/api/machines/{id}/getmissingkbs"), &reader));
+        for k in b["value"].as_array().unwrap() {
+            *added
+                .entry(k["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    let counted: std::collections::BTreeMap<String, u64> = per_software["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_string(),
+                k["machineMissedOn"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(added, counted);
+    assert_eq!(counted.get("5034122"), Some(&2));
+    // A machine with nothing missing is an empty collection.
+    let b = body(s.get("/api/machines/mk-3/getmissingkbs", &reader));
+    assert_eq!(b["value"], json!([]));
+    // Another tenant's machine is not found; OData options are refused; a delegated token is
+    // refused (MDE documents the application permission only).
+    let other = s.token(
+        "a0000000-0000-0000-0000-0000000000ea",
+        &["Software.Read.All"],
+    );
+    let r = s.get("/api/machines/mk-1/getmissingkbs", &other);
+    assert_eq!(
+        assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "Machine mk-1 was not found"
+    );
+    let r = s.get("/api/machines/mk-1/getmissingkbs?$top=1", &reader);
+    assert_error(r, StatusCode::BAD_REQUEST, "ODataError");
+    let delegated = s.mint(tid, &[], &["Software.Read"], MDE_AUD, 3600, 0);
+    let r = s.get("/api/machines/mk-1/getmissingkbs", &delegated);
+    assert_error(r, StatusCode::FORBIDDEN, "Forbidden");
+    // The software routes agree on what is not there.
+    for path in [
+        "/api/Software/contoso-_-nothing/getmissingkbs",
+        "/api/Software/contoso-_-nothing/indeterminatemachines",
+        "/api/Software/contoso-_-nothing/endofservicingmachines",
+    ] {
+        let r = s.get(path, &reader);
+        assert_eq!(
+            assert_error(r, StatusCode::NOT_FOUND, "ResourceNotFound"),
+            "Software contoso-_-nothing was not found"
+        );
+    }
+}

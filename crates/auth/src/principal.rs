@@ -35,6 +35,9 @@ pub enum Permission {
     SoftwareRead,
     /// Inventory ingestion: application role `Machine.ReadWrite.All` only.
     MachineReadWrite,
+    /// `GET /api/machines/{id}/getmissingkbs`: application role `Software.Read.All` only, as
+    /// MDE documents it.
+    SoftwareReadApplication,
 }
 
 const SOFTWARE_READ_ROLE: &str = "Software.Read.All";
@@ -60,6 +63,9 @@ impl Principal {
             Permission::MachineReadWrite => {
                 self.kind == PrincipalKind::Application && has_role(MACHINE_READ_WRITE_ROLE)
             }
+            Permission::SoftwareReadApplication => {
+                self.kind == PrincipalKind::Application && has_role(SOFTWARE_READ_ROLE)
+            }
         };
         if granted {
             return Ok(());
@@ -73,6 +79,9 @@ impl Principal {
                 missing_roles(SOFTWARE_READ_ROLE, &self.roles)
             }
             (Permission::MachineReadWrite, _) => missing_roles(MACHINE_READ_WRITE_ROLE, &self.roles),
+            (Permission::SoftwareReadApplication, _) => {
+                missing_roles(SOFTWARE_READ_ROLE, &self.roles)
+            }
         };
         Err(Forbidden { message })
     }

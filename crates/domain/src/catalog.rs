@@ -1151,6 +1151,22 @@ impl Catalog {
         &self.cve_names[idx as usize]
     }
 
+    /// Distinct CVEs (indexes into [`Catalog::cve_name`]) the KB fixes in any product of any
+    /// of the software: MDE's `cveAddressed` of one machine, over the software it misses the
+    /// KB for.
+    pub fn cves_fixed<'a>(
+        &self,
+        software: impl IntoIterator<Item = &'a SoftwareId>,
+        kb: KbId,
+    ) -> BTreeSet<u32> {
+        software
+            .into_iter()
+            .flat_map(|s| self.entries_for(s))
+            .filter(|e| e.kb == kb)
+            .flat_map(|e| e.cves.iter().copied())
+            .collect()
+    }
+
     /// Distinct CVEs the KB fixes in any product of the software (MDE's `cveAddressed`).
     pub fn cve_addressed(&self, software: &SoftwareId, kb: KbId) -> u32 {
         self.cve_addressed

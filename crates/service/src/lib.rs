@@ -962,6 +962,9 @@ pub fn sync_catalog(
 // Explanations (`kbgap explain`, `GET /api/machines/{id}/missingkbs/explain`): `explain.rs`.
 // ---------------------------------------------------------------------------------------------
 
+mod machine_kbs;
+pub use machine_kbs::{machine_missing_kbs, MachineMissingKb};
+
 mod explain;
 pub use explain::{
     end_of_servicing_machines, explain_machine, find_machine, indeterminate_machines,

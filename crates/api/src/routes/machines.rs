@@ -19,6 +19,25 @@ fn software_id(raw: &str) -> Result<SoftwareId, ApiError> {
     SoftwareId::parse(raw).map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))
 }
 
+/// A software no active machine of the tenant has is not found, on every software route (as
+/// `getmissingkbs` answers it).
+fn known(
+    store: &dyn kbgap_store::Store,
+    tenant: &kbgap_domain::TenantId,
+    software: &SoftwareId,
+) -> Result<(), ApiError> {
+    if store
+        .software_known(tenant, software)
+        .map_err(|e| ApiError::from(kbgap_service::ServiceError::from(e)))?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::ResourceNotFound(format!(
+            "Software {software} was not found"
+        )))
+    }
+}
+
 fn kb_filter(query: Option<&str>) -> Result<Option<KbId>, ApiError> {
     for pair in query.unwrap_or("").split('&') {
         if let Some(v) = pair.strip_prefix("kb=") {
@@ -80,6 +99,7 @@ pub async fn indeterminate(
     let store = state.store.clone();
     let sw = software.clone();
     let machines = blocking(move || {
+        known(store.as_ref(), &tenant, &sw)?;
         kbgap_service::indeterminate_machines(store.as_ref(), &tenant, &sw).map_err(ApiError::from)
     })
     .await?;
@@ -112,6 +132,7 @@ pub async fn end_of_servicing(
     let store = state.store.clone();
     let sw = software.clone();
     let machines = blocking(move || {
+        known(store.as_ref(), &tenant, &sw)?;
         kbgap_service::end_of_servicing_machines(store.as_ref(), &tenant, &sw)
             .map_err(ApiError::from)
     })

@@ -2,6 +2,7 @@
 
 pub mod dev_issuer;
 pub mod inventory;
+pub mod machine_kbs;
 pub mod machines;
 pub mod ops;
 pub mod software;
