@@ -128,8 +128,26 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A command whose output is piped into `head` or `less` ends quietly when the reader goes
+/// away, as Unix tools do, instead of panicking on the closed pipe. Not for the commands that
+/// serve: a client closing its connection must stay an error of that connection.
+#[cfg(unix)]
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition at start-up, before any other thread
+    // exists, has no memory-safety requirement.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_quietly_on_closed_pipe() {}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Quickstart(_)) {
+        end_quietly_on_closed_pipe();
+    }
     init_logging(cli.log_format);
     let file = config::load_file(cli.config.as_deref())?;
     let storage = config::storage(cli.data_dir, cli.database_url, &file);

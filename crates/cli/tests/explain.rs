@@ -377,3 +377,35 @@ fn help_names_the_new_flags() {
         assert!(text.contains(needle), "{args:?}: {text}");
     }
 }
+
+/// `kbgap explain … | head`: the reader goes away before the answer is written, and kbgap
+/// ends as Unix tools do (SIGPIPE), without a panic on stderr.
+#[cfg(unix)]
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = with_machines();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kbgap"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "explain",
+            "--tenant",
+            TENANT,
+            "--machine",
+            "pc-mixed",
+            "--json",
+        ])
+        .env_remove("KBGAP_CONFIG")
+        .env_remove("KBGAP_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.signal(), Some(13), "{:?}: {err}", o.status);
+}
