@@ -3,29 +3,18 @@
 //! machine. Application role `Software.Read.All` only; another tenant's machine is as absent
 //! as one that does not exist.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use kbgap_auth::Permission;
 use kbgap_domain::MachineId;
-use serde::Serialize;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::odata::{base_url, missing_kbs_context, reject_system_options, ODATA_JSON};
+use crate::odata::{reject_system_options, ODATA_JSON};
 use crate::routes::blocking;
-use crate::routes::software::PublicProductFixDto;
+use crate::routes::software::{body, request_base, PublicProductFixDto};
 use crate::AppState;
-
-/// The answer, its fields in MDE's order.
-#[derive(Serialize)]
-struct Collection {
-    #[serde(rename = "@odata.context")]
-    context: String,
-    value: Vec<PublicProductFixDto>,
-}
 
 pub async fn get_missing_kbs(
     caller: Caller,
@@ -38,16 +27,7 @@ pub async fn get_missing_kbs(
     reject_system_options(query.as_deref())?;
     let id =
         MachineId::parse(&raw_id).map_err(|e| ApiError::InvalidInput(format!("Invalid {e}.")))?;
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let base = base_url(
-        state.config.public_base_url.as_deref(),
-        request.headers(),
-        peer,
-        &state.config.trusted_proxies,
-    );
+    let base = request_base(&state, &request);
     let tenant = caller.0.tenant.clone();
     let (store, catalog) = (state.store.clone(), state.catalog.current());
     let target = id.clone();
@@ -76,11 +56,8 @@ pub async fn get_missing_kbs(
             cve_addressed: k.cve_addressed,
         })
         .collect();
-    let body = serde_json::to_vec(&Collection {
-        context: missing_kbs_context(&base),
-        value,
-    })
-    .map_err(ApiError::internal)?;
+    let value = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+    let body = body(&base, &value)?;
     let mut resp = body.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));

@@ -6,7 +6,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use kbgap_auth::Permission;
-use kbgap_domain::{KbId, MachineId, SoftwareId};
+use kbgap_domain::{KbId, MachineId, SoftwareId, TenantId};
 use kbgap_service::{EndOfServicingMachine, ExplanationReport};
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ fn software_id(raw: &str) -> Result<SoftwareId, ApiError> {
 /// `getmissingkbs` answers it).
 fn known(
     store: &dyn kbgap_store::Store,
-    tenant: &kbgap_domain::TenantId,
+    tenant: &TenantId,
     software: &SoftwareId,
 ) -> Result<(), ApiError> {
     if store
@@ -77,12 +77,38 @@ pub async fn explain(
     Ok(Json(found.report(&catalog.catalog)))
 }
 
+/// A software's machines of one kind: `{software, machineCount, machines}`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct IndeterminateDto {
+pub struct SoftwareMachines<T> {
     pub software: SoftwareId,
     pub machine_count: usize,
-    pub machines: Vec<MachineId>,
+    pub machines: Vec<T>,
+}
+
+/// The tenant's machines of `list` for the software `{Id}`, 404 for a software no active
+/// machine of the tenant has.
+async fn software_machines<T: Send + 'static>(
+    caller: Caller,
+    state: AppState,
+    raw_id: &str,
+    list: fn(&dyn kbgap_store::Store, &TenantId, &SoftwareId) -> kbgap_service::Result<Vec<T>>,
+) -> Result<Json<SoftwareMachines<T>>, ApiError> {
+    caller.require(Permission::SoftwareRead)?;
+    let software = software_id(raw_id)?;
+    let tenant = caller.0.tenant.clone();
+    let store = state.store.clone();
+    let sw = software.clone();
+    let machines = blocking(move || {
+        known(store.as_ref(), &tenant, &sw)?;
+        list(store.as_ref(), &tenant, &sw).map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(SoftwareMachines {
+        software,
+        machine_count: machines.len(),
+        machines,
+    }))
 }
 
 /// `GET /api/Software/{Id}/indeterminatemachines`: active machines for which kbgap could not
@@ -92,30 +118,14 @@ pub async fn indeterminate(
     caller: Caller,
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<IndeterminateDto>, ApiError> {
-    caller.require(Permission::SoftwareRead)?;
-    let software = software_id(&raw_id)?;
-    let tenant = caller.0.tenant.clone();
-    let store = state.store.clone();
-    let sw = software.clone();
-    let machines = blocking(move || {
-        known(store.as_ref(), &tenant, &sw)?;
-        kbgap_service::indeterminate_machines(store.as_ref(), &tenant, &sw).map_err(ApiError::from)
-    })
-    .await?;
-    Ok(Json(IndeterminateDto {
-        software,
-        machine_count: machines.len(),
-        machines,
-    }))
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EndOfServicingDto {
-    pub software: SoftwareId,
-    pub machine_count: usize,
-    pub machines: Vec<EndOfServicingMachine>,
+) -> Result<Json<SoftwareMachines<MachineId>>, ApiError> {
+    software_machines(
+        caller,
+        state,
+        &raw_id,
+        kbgap_service::indeterminate_machines,
+    )
+    .await
 }
 
 /// `GET /api/Software/{Id}/endofservicingmachines`: active machines with the software whose
@@ -125,21 +135,12 @@ pub async fn end_of_servicing(
     caller: Caller,
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-) -> Result<Json<EndOfServicingDto>, ApiError> {
-    caller.require(Permission::SoftwareRead)?;
-    let software = software_id(&raw_id)?;
-    let tenant = caller.0.tenant.clone();
-    let store = state.store.clone();
-    let sw = software.clone();
-    let machines = blocking(move || {
-        known(store.as_ref(), &tenant, &sw)?;
-        kbgap_service::end_of_servicing_machines(store.as_ref(), &tenant, &sw)
-            .map_err(ApiError::from)
-    })
-    .await?;
-    Ok(Json(EndOfServicingDto {
-        software,
-        machine_count: machines.len(),
-        machines,
-    }))
+) -> Result<Json<SoftwareMachines<EndOfServicingMachine>>, ApiError> {
+    software_machines(
+        caller,
+        state,
+        &raw_id,
+        kbgap_service::end_of_servicing_machines,
+    )
+    .await
 }

@@ -43,16 +43,7 @@ pub async fn get_missing_kbs(
     let software = SoftwareId::parse(&raw_id)
         .map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))?;
     let tenant = &caller.0.tenant;
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let base = base_url(
-        state.config.public_base_url.as_deref(),
-        request.headers(),
-        peer,
-        &state.config.trusted_proxies,
-    );
+    let base = request_base(&state, &request);
     let answer = match state.answers.get(tenant, &software) {
         Some(answer) => answer,
         None => {
@@ -83,8 +74,22 @@ pub async fn get_missing_kbs(
     Ok(resp)
 }
 
+/// Where the client reached this server, for `@odata.context` (see [`base_url`]).
+pub(crate) fn request_base(state: &AppState, request: &Request) -> String {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    base_url(
+        state.config.public_base_url.as_deref(),
+        request.headers(),
+        peer,
+        &state.config.trusted_proxies,
+    )
+}
+
 /// The whole response body: `@odata.context` for `base`, then the `value` array.
-fn body(base: &str, value: &[u8]) -> Result<Bytes, ApiError> {
+pub(crate) fn body(base: &str, value: &[u8]) -> Result<Bytes, ApiError> {
     let context = serde_json::to_string(&missing_kbs_context(base)).map_err(ApiError::internal)?;
     let mut body = Vec::with_capacity(32 + context.len() + value.len());
     body.extend_from_slice(b"{\"@odata.context\":");
