@@ -181,6 +181,32 @@ impl std::fmt::Debug for ImportLock<'_> {
     }
 }
 
+/// Called by a catalog import between staging its results and its final transaction, when
+/// it holds no lock that inventory writes wait for; tests set it to write meanwhile.
+#[derive(Default)]
+pub(crate) struct StagedHook(std::sync::Mutex<Option<Box<dyn Fn() + Send + Sync>>>);
+
+impl StagedHook {
+    pub(crate) fn call(&self) {
+        if let Some(f) = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+        {
+            f();
+        }
+    }
+
+    #[cfg(feature = "test-support")]
+    pub(crate) fn set(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(f));
+    }
+}
+
 /// A machine with its evaluation, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct MachineRecord {
@@ -240,9 +266,15 @@ pub trait Store: Send + Sync {
     fn lock_catalog_imports(&self) -> Result<ImportLock<'_>>;
 
     /// Stores documents (newer revisions replace older ones), the per-KB release table, the
-    /// cut date, and the re-evaluated results of every machine, in one transaction that
-    /// inventory writes wait for, and bumps the catalog generation if it is still
-    /// `generation` (else [`StoreError::StaleCatalog`]: another import came first).
+    /// cut date, and the re-evaluated results of every machine, and bumps the catalog
+    /// generation if it is still `generation` (else [`StoreError::StaleCatalog`]: another
+    /// import came first). The caller holds [`Store::lock_catalog_imports`].
+    ///
+    /// `results` are first written into staged result tables, in short transactions that
+    /// inventory writes interleave with; then one final transaction, which inventory writes
+    /// wait for, stores the catalog, settles what changed since the machines were read and
+    /// swaps the staged results in. Readers see the old generation with its results, or the
+    /// new one with its results, never a mix.
     ///
     /// `results` are the machines as read by [`Store::machines_for_reevaluation`], evaluated
     /// against the new catalog. A machine still stored by the same write gets its result; a

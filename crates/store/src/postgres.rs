@@ -15,10 +15,12 @@ use postgres::config::Host;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 use time::{Date, PrimitiveDateTime};
 
-use crate::rows::{self, check_generation, CountDeltas, StoredFix};
+use crate::rows::{
+    self, check_generation, CountDeltas, ResultTables, StoredFix, StoredState, LIVE, STAGED,
+};
 use crate::{
     CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
-    Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError, StoredMachine,
+    Reevaluate, Reevaluated, Result, ServicingEnded, StagedHook, Store, StoreError, StoredMachine,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -50,6 +52,7 @@ pub struct PostgresStore {
     config: Config,
     target: String,
     idle: Mutex<Vec<Client>>,
+    staged: StagedHook,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -160,6 +163,13 @@ impl Lock<'_> {
 }
 
 impl PostgresStore {
+    /// Runs `f` in every catalog import between staging its results and its final
+    /// transaction.
+    #[cfg(feature = "test-support")]
+    pub fn on_staged(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.staged.set(f);
+    }
+
     /// Connects to the database a `postgres://` (or `postgresql://`) URL names and applies
     /// migrations. Tables live in the connection's current schema (the first of its
     /// `search_path`, which the URL may set with `options=-csearch_path%3D…`).
@@ -189,6 +199,7 @@ impl PostgresStore {
             target: target(&config),
             config,
             idle: Mutex::new(Vec::new()),
+            staged: StagedHook::default(),
         };
         let mut client = store.connect()?;
         migrate(&mut client)?;
@@ -424,7 +435,12 @@ fn write_document(tx: &mut Transaction, doc: &CvrfDocument) -> Result<()> {
 
 /// Inserts the results of machines (tenant, machine, evaluation) with one statement per
 /// table.
-fn write_results(tx: &mut Transaction, machines: &[(&str, &str, &Evaluation)]) -> Result<()> {
+/// Writes the machines' results into `tables`.
+fn write_results(
+    tx: &mut Transaction,
+    tables: ResultTables,
+    machines: &[(&str, &str, &Evaluation)],
+) -> Result<()> {
     let (mut t, mut m, mut s, mut ind) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut mt, mut mm, mut ms, mut mk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &(tenant, machine, e) in machines {
@@ -445,15 +461,21 @@ fn write_results(tx: &mut Transaction, machines: &[(&str, &str, &Evaluation)]) -
     }
     if !t.is_empty() {
         tx.execute(
-            "INSERT INTO machine_software (tenant_id, machine_id, software, indeterminate)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])",
+            &format!(
+                "INSERT INTO {} (tenant_id, machine_id, software, indeterminate)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])",
+                tables.software
+            ),
             &[&t, &m, &s, &ind],
         )?;
     }
     if !mt.is_empty() {
         tx.execute(
-            "INSERT INTO machine_missing (tenant_id, machine_id, software, kb)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])",
+            &format!(
+                "INSERT INTO {} (tenant_id, machine_id, software, kb)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])",
+                tables.missing
+            ),
             &[&mt, &mm, &ms, &mk],
         )?;
     }
@@ -474,12 +496,72 @@ fn write_results(tx: &mut Transaction, machines: &[(&str, &str, &Evaluation)]) -
             .map(|r| r.2.last_update.map(|k| i64::from(k.number())))
             .collect();
         tx.execute(
-            "INSERT INTO machine_servicing
-             (tenant_id, machine_id, version, edition, since, esu_until, last_kb)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::date[],
-                                  $6::date[], $7::int8[])",
+            &format!(
+                "INSERT INTO {} (tenant_id, machine_id, version, edition, since, esu_until,
+                                 last_kb)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                                      $5::date[], $6::date[], $7::int8[])",
+                tables.servicing
+            ),
             &[&t, &m, &version, &edition, &since, &esu, &last],
         )?;
+    }
+    Ok(())
+}
+
+/// Deletes the machines' (tenant, machine) results from `tables`.
+fn delete_results(
+    tx: &mut Transaction,
+    tables: ResultTables,
+    t: &[&str],
+    m: &[&str],
+) -> Result<()> {
+    for table in tables.all() {
+        tx.execute(
+            &format!(
+                "DELETE FROM {table} x USING UNNEST($1::text[], $2::text[]) AS u (t, m)
+                 WHERE x.tenant_id = u.t AND x.machine_id = u.m"
+            ),
+            &[&t, &m],
+        )?;
+    }
+    Ok(())
+}
+
+/// Creates the staged result tables empty, like the live ones (columns, collations,
+/// constraints, indexes), after dropping what an import that did not finish left.
+fn create_staged(tx: &mut Transaction) -> Result<()> {
+    tx.batch_execute("SET LOCAL client_min_messages TO warning")?;
+    for (live, staged) in LIVE.all().into_iter().zip(STAGED.all()) {
+        tx.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {staged}; CREATE TABLE {staged} (LIKE {live} INCLUDING ALL);"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Replaces the live result tables with the staged ones. The staged tables' indexes were
+/// named after the staged tables; they take the live names back, so that the next import's
+/// staged indexes are free to use the staged names again.
+fn swap_in_staged(tx: &mut Transaction) -> Result<()> {
+    for (live, staged) in LIVE.all().into_iter().zip(STAGED.all()) {
+        tx.batch_execute(&format!(
+            "DROP TABLE {live}; ALTER TABLE {staged} RENAME TO {live};"
+        ))?;
+        let indexes: Vec<String> = tx
+            .query(
+                "SELECT indexname::text FROM pg_indexes
+                 WHERE schemaname = current_schema() AND tablename = $1",
+                &[&live],
+            )?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        for index in indexes {
+            if let Some(base) = index.strip_prefix(rows::STAGED_PREFIX) {
+                tx.batch_execute(&format!("ALTER INDEX \"{index}\" RENAME TO \"{base}\""))?;
+            }
+        }
     }
     Ok(())
 }
@@ -622,9 +704,34 @@ impl Store for PostgresStore {
         active_since: i64,
         reevaluate: &mut Reevaluate<'_>,
     ) -> Result<ImportOutcome> {
+        // Every machine's results are written into staged tables first, outside the final
+        // transaction: inventory writes go on meanwhile. Only what changed since the machines
+        // were read is left for the final transaction.
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            create_staged(&mut tx)?;
+            tx.commit()?;
+            for chunk in results.chunks(IMPORT_CHUNK) {
+                let rows: Vec<(&str, &str, &Evaluation)> = chunk
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.tenant.as_str(),
+                            r.record.id.as_str(),
+                            r.record.evaluation.as_ref(),
+                        )
+                    })
+                    .collect();
+                let mut tx = c.transaction()?;
+                write_results(&mut tx, STAGED, &rows)?;
+                tx.commit()?;
+            }
+            Ok(())
+        })?;
+        self.staged.call();
         // The exclusive catalog lock waits for the inventory writes under way (they hold it
         // shared) and keeps new ones out until the import commits.
-        self.write(Lock::Everything, |tx| {
+        let outcome = self.write(Lock::Everything, |tx| {
             let state = catalog_state(tx)?;
             check_generation(state.generation, generation)?;
             let summary = plan(tx, docs)?;
@@ -652,13 +759,32 @@ impl Store for PostgresStore {
                 &[&as_of],
             )?;
             announce(tx)?;
-            // Machines stored or rewritten since they were read are re-evaluated now.
-            let writes = tx
-                .query("SELECT tenant_id, machine_id, write_seq FROM machines", &[])?
+            let stored = tx
+                .query(
+                    "SELECT tenant_id, machine_id, write_seq, counted, pending_restart
+                     FROM machines",
+                    &[],
+                )?
                 .into_iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .map(|r| StoredState {
+                    tenant: r.get(0),
+                    machine: r.get(1),
+                    write: r.get(2),
+                    counted: r.get(3),
+                    pending_restart: r.get(4),
+                })
                 .collect();
-            let settled = rows::settle(writes, results);
+            let settled = rows::settle(stored, results, active_since);
+            // Staged results of machines deleted or rewritten since they were read go.
+            if !settled.stale.is_empty() {
+                let (t, m): (Vec<&str>, Vec<&str>) = settled
+                    .stale
+                    .iter()
+                    .map(|r| (r.tenant.as_str(), r.record.id.as_str()))
+                    .unzip();
+                delete_results(tx, STAGED, &t, &m)?;
+            }
+            // Machines stored or rewritten since they were read are re-evaluated now.
             let late = if settled.late.is_empty() {
                 Vec::new()
             } else {
@@ -679,54 +805,71 @@ impl Store for PostgresStore {
                     .collect();
                 rows::reevaluate_late(snapshots, reevaluate)?
             };
-            let all: Vec<(&str, &MachineRecord)> = settled
+            let late_rows: Vec<(&str, &str, &Evaluation)> = late
+                .iter()
+                .map(|(t, m)| (t.as_str(), m.id.as_str(), m.evaluation.as_ref()))
+                .collect();
+            for chunk in late_rows.chunks(IMPORT_CHUNK) {
+                write_results(tx, STAGED, chunk)?;
+            }
+            let flags: Vec<(&str, &str, bool, bool)> = settled
+                .flags
+                .iter()
+                .copied()
+                .chain(late.iter().map(|(t, m)| {
+                    let counted = m.last_seen >= active_since;
+                    (
+                        t.as_str(),
+                        m.id.as_str(),
+                        counted,
+                        m.evaluation.pending_restart,
+                    )
+                }))
+                .collect();
+            for chunk in flags.chunks(IMPORT_CHUNK) {
+                let t: Vec<&str> = chunk.iter().map(|f| f.0).collect();
+                let m: Vec<&str> = chunk.iter().map(|f| f.1).collect();
+                let c: Vec<bool> = chunk.iter().map(|f| f.2).collect();
+                let p: Vec<bool> = chunk.iter().map(|f| f.3).collect();
+                tx.execute(
+                    "UPDATE machines SET counted = u.c, pending_restart = u.p
+                     FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[]) AS u (t, m, c, p)
+                     WHERE machines.tenant_id = u.t AND machines.machine_id = u.m",
+                    &[&t, &m, &c, &p],
+                )?;
+            }
+            // The staged results become the live ones, and the counts are rebuilt from them.
+            swap_in_staged(tx)?;
+            let all = settled
                 .current
                 .iter()
                 .map(|r| (r.tenant.as_str(), &r.record))
-                .chain(late.iter().map(|(t, m)| (t.as_str(), m)))
-                .collect();
-            // Every machine's results are rewritten, and the counts rebuilt from them.
-            tx.execute("DELETE FROM machine_software", &[])?;
-            tx.execute("DELETE FROM machine_missing", &[])?;
-            tx.execute("DELETE FROM machine_servicing", &[])?;
-            for chunk in all.chunks(IMPORT_CHUNK) {
-                let rows: Vec<(&str, &str, &Evaluation)> = chunk
-                    .iter()
-                    .map(|(t, m)| (*t, m.id.as_str(), m.evaluation.as_ref()))
-                    .collect();
-                write_results(tx, &rows)?;
-                let t: Vec<&str> = rows.iter().map(|r| r.0).collect();
-                let m: Vec<&str> = rows.iter().map(|r| r.1).collect();
-                let p: Vec<bool> = rows.iter().map(|r| r.2.pending_restart).collect();
-                tx.execute(
-                    "UPDATE machines SET counted = last_seen >= $1, pending_restart = u.p
-                     FROM UNNEST($2::text[], $3::text[], $4::bool[]) AS u (t, m, p)
-                     WHERE machines.tenant_id = u.t AND machines.machine_id = u.m",
-                    &[&active_since, &t, &m, &p],
-                )?;
-            }
+                .chain(late.iter().map(|(t, m)| (t.as_str(), m)));
+            let counts = rows::recount(all, active_since);
             tx.execute("DELETE FROM software_counts", &[])?;
-            tx.execute(
-                "INSERT INTO software_counts (tenant_id, software, machines)
-                 SELECT s.tenant_id, s.software, COUNT(*) FROM machine_software s
-                 JOIN machines m ON m.tenant_id = s.tenant_id AND m.machine_id = s.machine_id
-                 WHERE m.counted GROUP BY s.tenant_id, s.software",
-                &[],
-            )?;
             tx.execute("DELETE FROM missing_counts", &[])?;
-            tx.execute(
-                "INSERT INTO missing_counts (tenant_id, software, kb, machines)
-                 SELECT x.tenant_id, x.software, x.kb, COUNT(*) FROM machine_missing x
-                 JOIN machines m ON m.tenant_id = x.tenant_id AND m.machine_id = x.machine_id
-                 WHERE m.counted GROUP BY x.tenant_id, x.software, x.kb",
-                &[],
-            )?;
+            for (tenant, deltas) in &counts {
+                apply_deltas(tx, tenant, deltas)?;
+            }
             Ok(ImportOutcome {
                 summary,
-                machines: all.len(),
+                machines: settled.current.len() + late.len(),
                 reevaluated_late: late.len(),
             })
-        })
+        });
+        if outcome.is_err() {
+            // What a failed import staged goes; the next import would drop it too.
+            let dropped = self.with_client(|c| {
+                for staged in STAGED.all() {
+                    c.batch_execute(&format!("DROP TABLE IF EXISTS {staged}"))?;
+                }
+                Ok(())
+            });
+            if let Err(e) = dropped {
+                tracing::warn!(error = %e, "could not drop the staged results of a failed catalog import");
+            }
+        }
+        outcome
     }
 
     fn all_machines(&self) -> Result<Vec<(TenantId, MachineId, String)>> {
@@ -875,7 +1018,7 @@ impl Store for PostgresStore {
                     .iter()
                     .map(|m| (t, m.id.as_str(), m.evaluation.as_ref()))
                     .collect();
-                write_results(tx, &rows)?;
+                write_results(tx, LIVE, &rows)?;
                 for m in batch.iter().filter(|m| m.last_seen >= active_since) {
                     deltas.count(m);
                 }

@@ -50,34 +50,96 @@ pub(crate) fn check_generation(found: i64, expected: i64) -> Result<()> {
     Ok(())
 }
 
-/// How a catalog import's results meet the machines stored when its transaction runs.
+/// The result tables a machine's evaluation is written to. A catalog import writes every
+/// machine's results into the staged set outside its final transaction (inventory writes go
+/// on meanwhile), and the final transaction swaps the staged tables in.
+#[derive(Clone, Copy)]
+pub(crate) struct ResultTables {
+    pub software: &'static str,
+    pub missing: &'static str,
+    pub servicing: &'static str,
+}
+
+pub(crate) const LIVE: ResultTables = ResultTables {
+    software: "machine_software",
+    missing: "machine_missing",
+    servicing: "machine_servicing",
+};
+
+/// Prefix of a staged table's name; a staged table is `{STAGED_PREFIX}{live name}`.
+pub(crate) const STAGED_PREFIX: &str = "staged_";
+
+pub(crate) const STAGED: ResultTables = ResultTables {
+    software: "staged_machine_software",
+    missing: "staged_machine_missing",
+    servicing: "staged_machine_servicing",
+};
+
+impl ResultTables {
+    /// The three tables, in the order they are created and swapped.
+    pub fn all(&self) -> [&'static str; 3] {
+        [self.software, self.missing, self.servicing]
+    }
+}
+
+/// A stored machine as a catalog import's final transaction finds it.
+pub(crate) struct StoredState {
+    pub tenant: String,
+    pub machine: String,
+    /// The write that stored its snapshot.
+    pub write: i64,
+    pub counted: bool,
+    pub pending_restart: bool,
+}
+
+/// How a catalog import's results meet the machines stored when its final transaction runs.
 pub(crate) struct Settled<'a> {
     /// Results of machines still stored by the write they were read at.
     pub current: Vec<&'a Reevaluated>,
+    /// Results of machines deleted or rewritten since they were read: their staged rows are
+    /// removed.
+    pub stale: Vec<&'a Reevaluated>,
     /// Machines stored or rewritten since they were read: (tenant, machine), to re-evaluate.
     pub late: Vec<(String, String)>,
+    /// Current machines whose stored flags differ from what their result says: (tenant,
+    /// machine, counted, pending restart).
+    pub flags: Vec<(&'a str, &'a str, bool, bool)>,
 }
 
-/// Sorts `stored` (every machine of the table now: tenant, machine, write) into machines
-/// whose result in `results` is current and machines to re-evaluate; results of machines no
-/// longer stored are left out.
-pub(crate) fn settle(stored: Vec<(String, String, i64)>, results: &[Reevaluated]) -> Settled<'_> {
+/// Sorts `stored` (every machine of the table now) into machines whose result in `results`
+/// is current and machines to re-evaluate; results of machines no longer stored as read are
+/// stale.
+pub(crate) fn settle(
+    stored: Vec<StoredState>,
+    results: &[Reevaluated],
+    active_since: i64,
+) -> Settled<'_> {
     let index: HashMap<(&str, &str), usize> = stored
         .iter()
         .enumerate()
-        .map(|(i, (t, m, _))| ((t.as_str(), m.as_str()), i))
+        .map(|(i, s)| ((s.tenant.as_str(), s.machine.as_str()), i))
         .collect();
     let mut current = vec![false; stored.len()];
     let mut settled = Settled {
         current: Vec::with_capacity(results.len()),
+        stale: Vec::new(),
         late: Vec::new(),
+        flags: Vec::new(),
     };
     for r in results {
-        if let Some(&i) = index.get(&(r.tenant.as_str(), r.record.id.as_str())) {
-            if stored[i].2 == r.write {
+        match index.get(&(r.tenant.as_str(), r.record.id.as_str())) {
+            Some(&i) if stored[i].write == r.write => {
                 current[i] = true;
+                let counted = r.record.last_seen >= active_since;
+                let pending = r.record.evaluation.pending_restart;
+                if stored[i].counted != counted || stored[i].pending_restart != pending {
+                    settled
+                        .flags
+                        .push((r.tenant.as_str(), r.record.id.as_str(), counted, pending));
+                }
                 settled.current.push(r);
             }
+            _ => settled.stale.push(r),
         }
     }
     drop(index);
@@ -85,9 +147,32 @@ pub(crate) fn settle(stored: Vec<(String, String, i64)>, results: &[Reevaluated]
         .into_iter()
         .zip(current)
         .filter(|(_, current)| !current)
-        .map(|((t, m, _), _)| (t, m))
+        .map(|(s, _)| (s.tenant, s.machine))
         .collect();
     settled
+}
+
+/// The counts of the machines a catalog import leaves stored, per tenant: every counted
+/// machine (last seen at or after `active_since`) adds its software and missing KBs.
+/// Machines of one equivalence class share their evaluation, so each class is counted once
+/// and multiplied.
+pub(crate) fn recount<'a>(
+    machines: impl Iterator<Item = (&'a str, &'a MachineRecord)>,
+    active_since: i64,
+) -> HashMap<&'a str, CountDeltas> {
+    let mut classes: HashMap<(&str, *const kbgap_domain::Evaluation), (i64, &MachineRecord)> =
+        HashMap::new();
+    for (tenant, m) in machines.filter(|(_, m)| m.last_seen >= active_since) {
+        classes
+            .entry((tenant, std::sync::Arc::as_ptr(&m.evaluation)))
+            .or_insert((0, m))
+            .0 += 1;
+    }
+    let mut out: HashMap<&str, CountDeltas> = HashMap::new();
+    for ((tenant, _), (n, m)) in classes {
+        out.entry(tenant).or_default().count_times(m, n);
+    }
+    out
 }
 
 /// Re-evaluates the late machines of a catalog import (tenant, machine, snapshot) with the
@@ -213,15 +298,20 @@ pub(crate) struct CountDeltas {
 impl CountDeltas {
     /// Adds a machine's contribution.
     pub fn count(&mut self, m: &MachineRecord) {
+        self.count_times(m, 1);
+    }
+
+    /// Adds the contribution of `n` machines that share `m`'s evaluation.
+    pub fn count_times(&mut self, m: &MachineRecord, n: i64) {
         for s in &m.evaluation.software {
-            *self.software.entry(s.as_str().to_string()).or_default() += 1;
+            *self.software.entry(s.as_str().to_string()).or_default() += n;
         }
         for (s, kbs) in &m.evaluation.missing {
             for kb in kbs {
                 *self
                     .missing
                     .entry((s.as_str().to_string(), kb.number()))
-                    .or_default() += 1;
+                    .or_default() += n;
             }
         }
     }

@@ -12,10 +12,12 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::macros::format_description;
 use time::{Date, PrimitiveDateTime};
 
-use crate::rows::{self, check_generation, CountDeltas, StoredFix};
+use crate::rows::{
+    self, check_generation, CountDeltas, ResultTables, StoredFix, StoredState, LIVE, STAGED,
+};
 use crate::{
     CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
-    Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError, StoredMachine,
+    Reevaluate, Reevaluated, Result, ServicingEnded, StagedHook, Store, StoreError, StoredMachine,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -36,8 +38,10 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-    /// Held by a catalog import of this process from start to end.
+    /// Held by a catalog import of this process from start to end, beside the lock file
+    /// that holds back the imports of other processes.
     imports: Mutex<()>,
+    staged: StagedHook,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -67,11 +71,19 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             imports: Mutex::new(()),
+            staged: StagedHook::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` in every catalog import between staging its results and its final
+    /// transaction.
+    #[cfg(feature = "test-support")]
+    pub fn on_staged(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.staged.set(f);
     }
 
     fn connect(path: &Path) -> Result<Connection> {
@@ -257,28 +269,41 @@ fn uncount(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
     Ok(())
 }
 
-fn delete_results(tx: &Transaction, tenant: &str, machine: &str) -> Result<()> {
-    tx.prepare_cached("DELETE FROM machine_software WHERE tenant_id = ?1 AND machine_id = ?2")?
+/// Deletes a machine's results from `tables`.
+fn delete_results(
+    tx: &Transaction,
+    tables: ResultTables,
+    tenant: &str,
+    machine: &str,
+) -> Result<()> {
+    for table in tables.all() {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE tenant_id = ?1 AND machine_id = ?2"
+        ))?
         .execute(params![tenant, machine])?;
-    tx.prepare_cached("DELETE FROM machine_missing WHERE tenant_id = ?1 AND machine_id = ?2")?
-        .execute(params![tenant, machine])?;
-    tx.prepare_cached("DELETE FROM machine_servicing WHERE tenant_id = ?1 AND machine_id = ?2")?
-        .execute(params![tenant, machine])?;
+    }
     Ok(())
 }
 
-fn write_results(tx: &Transaction, tenant: &str, m: &MachineRecord) -> Result<()> {
-    let mut sw = tx.prepare_cached(
-        "INSERT INTO machine_software (tenant_id, machine_id, software, indeterminate)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?;
+/// Writes a machine's results into `tables`.
+fn write_results(
+    tx: &Transaction,
+    tables: ResultTables,
+    tenant: &str,
+    m: &MachineRecord,
+) -> Result<()> {
+    let mut sw = tx.prepare_cached(&format!(
+        "INSERT INTO {} (tenant_id, machine_id, software, indeterminate) VALUES (?1, ?2, ?3, ?4)",
+        tables.software
+    ))?;
     for s in &m.evaluation.software {
         let indeterminate = m.evaluation.indeterminate.contains(s);
         sw.execute(params![tenant, m.id.as_str(), s.as_str(), indeterminate])?;
     }
-    let mut missing = tx.prepare_cached(
-        "INSERT INTO machine_missing (tenant_id, machine_id, software, kb) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut missing = tx.prepare_cached(&format!(
+        "INSERT INTO {} (tenant_id, machine_id, software, kb) VALUES (?1, ?2, ?3, ?4)",
+        tables.missing
+    ))?;
     for (s, kbs) in &m.evaluation.missing {
         for kb in kbs {
             missing.execute(params![tenant, m.id.as_str(), s.as_str(), kb.number()])?;
@@ -286,11 +311,11 @@ fn write_results(tx: &Transaction, tenant: &str, m: &MachineRecord) -> Result<()
     }
     if let Some(e) = &m.evaluation.end_of_servicing {
         let date = |d: Date| d.format(DATE).unwrap_or_default();
-        tx.prepare_cached(
-            "INSERT INTO machine_servicing
-             (tenant_id, machine_id, version, edition, since, esu_until, last_kb)
+        tx.prepare_cached(&format!(
+            "INSERT INTO {} (tenant_id, machine_id, version, edition, since, esu_until, last_kb)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
+            tables.servicing
+        ))?
         .execute(params![
             tenant,
             m.id.as_str(),
@@ -385,7 +410,7 @@ fn put_machine(
         if counted {
             uncount_into(deltas, tx, tenant, id)?;
         }
-        delete_results(tx, tenant, id)?;
+        delete_results(tx, LIVE, tenant, id)?;
     }
     let counted = m.last_seen >= active_since;
     tx.prepare_cached(
@@ -406,19 +431,82 @@ fn put_machine(
         m.evaluation.pending_restart,
         write
     ])?;
-    write_results(tx, tenant, m)?;
+    write_results(tx, LIVE, tenant, m)?;
     if counted {
         deltas.count(m);
     }
     Ok(())
 }
 
-/// Every stored machine with the write that stored it.
-fn machine_writes(tx: &Transaction) -> Result<Vec<(String, String, i64)>> {
-    let mut stmt = tx.prepare("SELECT tenant_id, machine_id, write_seq FROM machines")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+/// Every stored machine with the write that stored it and its flags.
+fn machine_states(tx: &Transaction) -> Result<Vec<StoredState>> {
+    let mut stmt = tx.prepare(
+        "SELECT tenant_id, machine_id, write_seq, counted, pending_restart FROM machines",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StoredState {
+            tenant: r.get(0)?,
+            machine: r.get(1)?,
+            write: r.get(2)?,
+            counted: r.get(3)?,
+            pending_restart: r.get(4)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Creates the staged result tables empty, from the live tables' own definitions (and their
+/// indexes', under names that alternate between imports), after dropping what an import
+/// that did not finish left.
+fn create_staged(tx: &Transaction) -> Result<()> {
+    drop_tables(tx, STAGED)?;
+    drop_tables(tx, RETIRED)?;
+    for (live, staged) in LIVE.all().into_iter().zip(STAGED.all()) {
+        let mut defs: Vec<(String, String, String)> = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT type, name, sql FROM sqlite_master
+                 WHERE tbl_name = ?1 AND sql IS NOT NULL ORDER BY type = 'index'",
+            )?;
+            for row in stmt.query_map([live], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+                defs.push(row?);
+            }
+        }
+        for (kind, name, sql) in defs {
+            let sql = if kind == "table" {
+                sql.replacen(live, staged, 1)
+            } else {
+                let renamed = match name.strip_prefix(rows::STAGED_PREFIX) {
+                    Some(base) => base.to_string(),
+                    None => format!("{}{name}", rows::STAGED_PREFIX),
+                };
+                sql.replacen(&name, &renamed, 1)
+                    .replacen(&format!(" ON {live} "), &format!(" ON {staged} "), 1)
+                    .replacen(&format!(" ON {live}("), &format!(" ON {staged}("), 1)
+            };
+            tx.execute_batch(&sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// The live result tables an import replaced, dropped after it commits.
+const RETIRED: ResultTables = ResultTables {
+    software: "retired_machine_software",
+    missing: "retired_machine_missing",
+    servicing: "retired_machine_servicing",
+};
+
+fn drop_tables(tx: &Transaction, tables: ResultTables) -> Result<()> {
+    for table in tables.all() {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
+    }
+    Ok(())
+}
+
+/// Machines whose results one staging transaction writes: short enough that inventory
+/// writes waiting between two of them wait well under the busy timeout.
+const STAGE_CHUNK: usize = 2_000;
 
 impl Store for SqliteStore {
     fn catalog_state(&self) -> Result<CatalogState> {
@@ -476,13 +564,27 @@ impl Store for SqliteStore {
     }
 
     fn lock_catalog_imports(&self) -> Result<ImportLock<'_>> {
-        // Imports of other processes are not held back here: the one that commits second
-        // finds the generation changed (`StaleCatalog`) and writes nothing.
+        // Threads of this process wait on the mutex, other processes on the lock file (an
+        // import's staged tables are shared by every process on the database file).
         let guard = self
             .imports
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(ImportLock::new(move || drop(guard)))
+        let path = self.path.with_extension("sqlite-import-lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|source| StoreError::DataDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(ImportLock::new(move || {
+            drop(file);
+            drop(guard);
+        }))
     }
 
     fn import_catalog(
@@ -495,8 +597,21 @@ impl Store for SqliteStore {
         active_since: i64,
         reevaluate: &mut Reevaluate<'_>,
     ) -> Result<ImportOutcome> {
+        // Every machine's results are written into staged tables first, a short transaction
+        // at a time: inventory writes go on between them. Only what changed since the
+        // machines were read is left for the final transaction.
+        self.write(create_staged)?;
+        for chunk in results.chunks(STAGE_CHUNK) {
+            self.write(|tx| {
+                for r in chunk {
+                    write_results(tx, STAGED, r.tenant.as_str(), &r.record)?;
+                }
+                Ok(())
+            })?;
+        }
+        self.staged.call();
         // The write lock keeps every other writer out until the import commits.
-        self.write(|tx| {
+        let outcome = self.write(|tx| {
             let state = catalog_state(tx)?;
             check_generation(state.generation, generation)?;
             let summary = plan(tx, docs)?;
@@ -526,8 +641,12 @@ impl Store for SqliteStore {
                 .map(|d| d.format(DATE).unwrap_or_default())
                 .unwrap_or_default();
             set_meta(tx, "as_of", &as_of)?;
+            let settled = rows::settle(machine_states(tx)?, results, active_since);
+            // Staged results of machines deleted or rewritten since they were read go.
+            for r in &settled.stale {
+                delete_results(tx, STAGED, r.tenant.as_str(), r.record.id.as_str())?;
+            }
             // Machines stored or rewritten since they were read are re-evaluated now.
-            let settled = rows::settle(machine_writes(tx)?, results);
             let late = {
                 let mut stmt = tx.prepare_cached(
                     "SELECT snapshot FROM machines WHERE tenant_id = ?1 AND machine_id = ?2",
@@ -539,51 +658,55 @@ impl Store for SqliteStore {
                 }
                 rows::reevaluate_late(late, reevaluate)?
             };
-            let all: Vec<(&str, &MachineRecord)> = settled
+            let mut flags = tx.prepare_cached(
+                "UPDATE machines SET counted = ?3, pending_restart = ?4
+                 WHERE tenant_id = ?1 AND machine_id = ?2",
+            )?;
+            for &(tenant, machine, counted, pending) in &settled.flags {
+                flags.execute(params![tenant, machine, counted, pending])?;
+            }
+            for (tenant, m) in &late {
+                write_results(tx, STAGED, tenant.as_str(), m)?;
+                let counted = m.last_seen >= active_since;
+                let pending = m.evaluation.pending_restart;
+                flags.execute(params![tenant.as_str(), m.id.as_str(), counted, pending])?;
+            }
+            drop(flags);
+            // The staged results become the live ones, and the counts are rebuilt from them.
+            for ((live, staged), retired) in
+                LIVE.all().into_iter().zip(STAGED.all()).zip(RETIRED.all())
+            {
+                tx.execute_batch(&format!(
+                    "ALTER TABLE {live} RENAME TO {retired}; ALTER TABLE {staged} RENAME TO {live};"
+                ))?;
+            }
+            let all = settled
                 .current
                 .iter()
                 .map(|r| (r.tenant.as_str(), &r.record))
-                .chain(late.iter().map(|(t, m)| (t.as_str(), m)))
-                .collect();
-            // Every machine's results are rewritten, and the counts rebuilt from them.
-            tx.execute("DELETE FROM machine_software", [])?;
-            tx.execute("DELETE FROM machine_missing", [])?;
-            tx.execute("DELETE FROM machine_servicing", [])?;
-            for &(tenant, m) in &all {
-                write_results(tx, tenant, m)?;
-                tx.execute(
-                    "UPDATE machines SET counted = last_seen >= ?3, pending_restart = ?4
-                     WHERE tenant_id = ?1 AND machine_id = ?2",
-                    params![
-                        tenant,
-                        m.id.as_str(),
-                        active_since,
-                        m.evaluation.pending_restart
-                    ],
-                )?;
-            }
+                .chain(late.iter().map(|(t, m)| (t.as_str(), m)));
+            let counts = rows::recount(all, active_since);
             tx.execute("DELETE FROM software_counts", [])?;
-            tx.execute(
-                "INSERT INTO software_counts (tenant_id, software, machines)
-                 SELECT s.tenant_id, s.software, COUNT(*) FROM machine_software s
-                 JOIN machines m ON m.tenant_id = s.tenant_id AND m.machine_id = s.machine_id
-                 WHERE m.counted = 1 GROUP BY s.tenant_id, s.software",
-                [],
-            )?;
             tx.execute("DELETE FROM missing_counts", [])?;
-            tx.execute(
-                "INSERT INTO missing_counts (tenant_id, software, kb, machines)
-                 SELECT x.tenant_id, x.software, x.kb, COUNT(*) FROM machine_missing x
-                 JOIN machines m ON m.tenant_id = x.tenant_id AND m.machine_id = x.machine_id
-                 WHERE m.counted = 1 GROUP BY x.tenant_id, x.software, x.kb",
-                [],
-            )?;
+            for (tenant, deltas) in &counts {
+                apply_deltas(deltas, tx, tenant)?;
+            }
             Ok(ImportOutcome {
                 summary,
-                machines: all.len(),
+                machines: settled.current.len() + late.len(),
                 reevaluated_late: late.len(),
             })
-        })
+        });
+        // What the import replaced, or what it staged if it failed, is dropped.
+        let cleanup = self.write(|tx| {
+            drop_tables(tx, RETIRED)?;
+            drop_tables(tx, STAGED)
+        });
+        let outcome = outcome?;
+        if let Err(e) = cleanup {
+            tracing::warn!(error = %e, "could not drop the result tables the catalog import replaced; the next import drops them");
+        }
+        Ok(outcome)
     }
 
     fn all_machines(&self) -> Result<Vec<(TenantId, MachineId, String)>> {
@@ -671,7 +794,7 @@ impl Store for SqliteStore {
             if counted {
                 uncount(tx, t, id.as_str())?;
             }
-            delete_results(tx, t, id.as_str())?;
+            delete_results(tx, LIVE, t, id.as_str())?;
             tx.execute(
                 "DELETE FROM machines WHERE tenant_id = ?1 AND machine_id = ?2",
                 params![t, id.as_str()],

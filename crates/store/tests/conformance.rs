@@ -146,6 +146,23 @@ impl Db {
             Db::Postgres(s) => Box::new(PostgresStore::open(s.url())?),
         })
     }
+
+    /// A store whose catalog imports run `f` between staging their results and their final
+    /// transaction.
+    fn open_on_staged(&self, f: impl Fn() + Send + Sync + 'static) -> Box<dyn Store> {
+        match self {
+            Db::Sqlite(dir) => {
+                let store = SqliteStore::open(dir.path()).unwrap();
+                store.on_staged(f);
+                Box::new(store)
+            }
+            Db::Postgres(s) => {
+                let store = PostgresStore::open(s.url()).unwrap();
+                store.on_staged(f);
+                Box::new(store)
+            }
+        }
+    }
 }
 
 /// Declares each test once per backend: `sqlite::NAME` and `postgres::NAME`.
@@ -189,6 +206,7 @@ conformance!(
     machines_written_after_they_were_read_are_reevaluated_by_the_import,
     a_failed_reevaluation_writes_nothing,
     inventory_writes_do_not_wait_for_the_import_lock,
+    inventory_writes_go_on_while_an_import_stages_its_results,
     a_0001_database_upgrades_and_its_machines_count_as_written_once,
     tenants_never_see_each_other,
     snapshots_round_trip_and_machines_list_in_byte_order,
@@ -1125,6 +1143,124 @@ fn a_failed_reevaluation_writes_nothing(f: &Fixture) {
     assert!(!err.is_unavailable());
     assert_eq!(everything(s), before);
     f.recount().assert_exact();
+    // What the failed import staged does not reach the next one.
+    let results = read_results(
+        s,
+        &[("contoso", machine("m1", NOW, eval(&[W10], &[], &[])))],
+    );
+    let mut late = |_: &TenantId, id: MachineId, snapshot: String| {
+        Ok::<_, BoxError>(MachineRecord {
+            id,
+            last_seen: NOW,
+            snapshot,
+            evaluation: eval(&[W10], &[(W10, &[5034763])], &[]),
+        })
+    };
+    s.import_catalog(&[feb()], &[], None, 1, &results, ACTIVE_SINCE, &mut late)
+        .unwrap();
+    assert_eq!(counts(s, "contoso", W10), vec![(5034763, 1)]);
+    f.recount().assert_exact();
+}
+
+fn inventory_writes_go_on_while_an_import_stages_its_results(f: &Fixture) {
+    let s = f.store.as_ref();
+    import(s, &[jan()]);
+    let jan_eval = eval(&[W10], &[(W10, &[5034122])], &[]);
+    put(
+        s,
+        "contoso",
+        &[
+            machine("m1", NOW, jan_eval.clone()),
+            machine("m2", NOW, jan_eval.clone()),
+            machine("m3", NOW, jan_eval.clone()),
+        ],
+    );
+    let feb_eval = eval(&[W10], &[(W10, &[5034122, 5034763])], &[]);
+    let results = read_results(
+        s,
+        &[
+            ("contoso", machine("m1", NOW, feb_eval.clone())),
+            ("contoso", machine("m2", NOW, feb_eval.clone())),
+            ("contoso", machine("m3", NOW, feb_eval)),
+        ],
+    );
+    // Once the results are staged, another process writes and must not wait for the import:
+    // m2 is rewritten, m3 deleted, n1 stored.
+    let writer = std::sync::Mutex::new(Some(f.reopen().unwrap()));
+    let staged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = staged.clone();
+    let importer = f.db.open_on_staged(move || {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let Some(other) = writer.lock().unwrap().take() else {
+            return;
+        };
+        let e = jan_eval.clone();
+        let (done, written) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let other = other.as_ref();
+            put(other, "contoso", &[machine("m2", NOW + 1, e.clone())]);
+            assert!(other
+                .delete_machine(&tenant("contoso"), &mid("m3"))
+                .unwrap());
+            put(other, "fabrikam", &[machine("n1", NOW, e)]);
+            done.send(()).unwrap();
+        });
+        written
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("inventory writes went through while the import's results were staged");
+    });
+    let mut asked = Vec::new();
+    let mut late = |t: &TenantId, id: MachineId, snapshot: String| {
+        asked.push(format!("{t}/{id} {snapshot}"));
+        Ok::<_, BoxError>(MachineRecord {
+            id,
+            last_seen: NOW,
+            snapshot,
+            evaluation: eval(&[W10], &[(W10, &[5034763])], &[]),
+        })
+    };
+    let outcome = importer
+        .import_catalog(
+            &[feb()],
+            &[kb_info(5034763, "2024-Feb")],
+            None,
+            1,
+            &results,
+            ACTIVE_SINCE,
+            &mut late,
+        )
+        .unwrap();
+    assert_eq!(staged.load(std::sync::atomic::Ordering::SeqCst), 1);
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            r#"contoso/m2 {"id":"m2","lastSeen":2001}"#,
+            r#"fabrikam/n1 {"id":"n1","lastSeen":2000}"#,
+        ]
+    );
+    assert_eq!(
+        outcome,
+        ImportOutcome {
+            summary: stored(&["2024-Feb"], &[]),
+            machines: 3,
+            reevaluated_late: 2,
+        }
+    );
+    // m1 has its staged result; m2 and n1 the one evaluated inside the import; m3's staged
+    // result is gone with it.
+    assert_eq!(counts(s, "contoso", W10), vec![(5034122, 1), (5034763, 2)]);
+    assert_eq!(counts(s, "fabrikam", W10), vec![(5034763, 1)]);
+    assert_eq!(
+        s.machine_snapshot(&tenant("contoso"), &mid("m3")).unwrap(),
+        None
+    );
+    f.recount().assert_exact();
+    // The next import stages again into tables of its own.
+    import(s, &[jan(), feb()]);
+    assert_eq!(counts(s, "contoso", W10), vec![]);
+    assert!(!known(s, "contoso", W10));
+    f.recount().assert_exact();
 }
 
 fn inventory_writes_do_not_wait_for_the_import_lock(f: &Fixture) {
@@ -1448,6 +1584,32 @@ fn machines_out_of_servicing_are_listed_with_their_results(f: &Fixture) {
     .unwrap();
     assert_eq!(out_of_servicing(s, "contoso", W10), vec![line("m3")]);
     assert_eq!(out_of_servicing(s, "fabrikam", W10), Vec::<String>::new());
+}
+
+/// Importers of two stores on one SQLite file (as two processes) take turns: the second
+/// waits until the first releases the import lock (the lock file beside the database).
+#[test]
+fn sqlite_importers_of_two_processes_wait_for_each_other() {
+    let f = Fixture::sqlite();
+    let other = f.reopen().unwrap();
+    let first = f.store.lock_catalog_imports().unwrap();
+    let (acquired, taken) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let other = &other;
+        scope.spawn(move || {
+            let lock = other.lock_catalog_imports().unwrap();
+            acquired.send(()).unwrap();
+            drop(lock);
+        });
+        assert!(
+            taken
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the lock was taken twice"
+        );
+        drop(first);
+        taken.recv().unwrap();
+    });
 }
 
 /// Importers of several processes on one PostgreSQL database take turns: the second waits
