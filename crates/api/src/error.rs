@@ -54,6 +54,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     RequestHeaderFieldsTooLarge(String),
+    #[error("{0}")]
+    UriTooLong(String),
     /// The cause is logged, never shown.
     #[error("An unexpected error occurred.")]
     Internal(String),
@@ -81,6 +83,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestHeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::RequestHeaderFieldsTooLarge(_) => "RequestHeaderFieldsTooLarge",
+            ApiError::UriTooLong(_) => "RequestUriTooLong",
             ApiError::Internal(_) => "InternalServerError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
         }
@@ -135,11 +139,26 @@ impl ApiError {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::RequestHeaderFieldsTooLarge(
                 "The request headers are larger than the configured limit.".into(),
             ),
+            StatusCode::URI_TOO_LONG => {
+                ApiError::UriTooLong("The request target is too long.".into())
+            }
             s if s.is_client_error() => {
                 ApiError::InvalidInput(s.canonical_reason().unwrap_or("Bad request").to_string())
             }
             s => ApiError::Internal(format!("bare status {s}")),
         }
+    }
+
+    /// MDE's error envelope `{"error":{"code","message","target"}}` of this error.
+    pub fn envelope(&self, request_id: &str) -> String {
+        json!({
+            "error": {
+                "code": self.code(),
+                "message": self.to_string(),
+                "target": request_id,
+            }
+        })
+        .to_string()
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
@@ -177,14 +196,7 @@ impl IntoResponse for ApiError {
             tracing::error!(cause = %cause, "internal error");
         }
         let status = self.status();
-        let body = json!({
-            "error": {
-                "code": self.code(),
-                "message": self.to_string(),
-                "target": current_request_id(),
-            }
-        });
-        let mut resp = Response::new(Body::from(body.to_string()));
+        let mut resp = Response::new(Body::from(self.envelope(&current_request_id())));
         *resp.status_mut() = status;
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -79,6 +79,7 @@ impl Default for ApiConfig {
             rate_limits: RateLimits::default(),
             connections: ConnectionLimits {
                 max_connections: 1024,
+                max_connections_per_client: 128,
                 max_header_bytes: 64 * 1024,
                 header_read_timeout: Duration::from_secs(10),
                 shutdown_grace: Duration::from_secs(30),
@@ -238,8 +239,9 @@ impl Application {
         let mut background = spawn_background(self.state.clone());
         background.extend(security::spawn_key_refresher(self.state.clone()));
         let limits = self.state.config.connections;
+        let proxies = self.state.config.trusted_proxies.clone();
         let app = service(router(self.state), limits.max_header_bytes);
-        let result = server::serve(self.listener, app, limits, shutdown).await;
+        let result = server::serve(self.listener, app, limits, proxies, shutdown).await;
         for task in background {
             task.abort();
         }

@@ -780,13 +780,21 @@ fn attack_malformed_base64_and_json_are_refused() {
 #[test]
 fn attack_one_megabyte_header_is_refused() {
     let s = attack_server();
-    // A JWT whose header segment alone is 1 MiB.
+    // A JWT whose header segment alone is 1 MiB: refused once the head outgrows the limit for
+    // heads with a token (64 KiB + 17 KiB), before the rest of it is read.
     let header = json!({"alg": "RS256", "kid": "x".repeat(3 * 1024 * 1024 / 4 - 24)});
     let header = b64(header.to_string());
     assert_eq!(header.len(), 1024 * 1024);
     let token = format!("{header}.{}.AAAA", b64(s.claims(T_ATTACK).to_string()));
     let started = Instant::now();
-    assert_refused(s.get(MISSING_W10, &token), "The access token is malformed.");
+    assert_eq!(
+        assert_error(
+            s.get(MISSING_W10, &token),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "RequestHeaderFieldsTooLarge"
+        ),
+        "The request head is larger than the limit of 82944 bytes (Authorization included)."
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -1529,16 +1537,150 @@ fn request_heads_over_the_limit_get_431_with_the_envelope() {
         ),
         "The request headers are larger than the limit of 8192 bytes."
     );
-    // Beyond what the HTTP parser buffers at all, the connection is refused outright.
+    // A head too large to buffer at all is refused as soon as it outgrows the limit plus
+    // room for a token, with the envelope all the same.
     let huge = format!(
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
         "p".repeat(2 * 1024 * 1024)
     );
     let (answer, _) = raw_exchange(s.addr, huge.as_bytes(), true, Duration::from_secs(5));
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
-        "{answer:.200}"
+    assert_eq!(
+        raw_refusal(&answer),
+        (
+            431,
+            "RequestHeaderFieldsTooLarge".into(),
+            "The request head is larger than the limit of 25600 bytes (Authorization included)."
+                .into()
+        )
     );
+}
+
+/// The status, code and message of a refusal read off the wire, after checking that it is
+/// MDE's envelope with the request id as its target and that the connection closes.
+fn raw_refusal(answer: &str) -> (u16, String, String) {
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response: {answer:.300}"));
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1.1 "))
+        .and_then(|l| l.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("status line of {head}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {head}"))
+    };
+    assert_eq!(header("content-type"), "application/json; charset=utf-8");
+    assert_eq!(header("connection"), "close");
+    assert_eq!(header("content-length"), body.len().to_string());
+    let b: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    assert_eq!(b["error"]["target"], header("request-id"), "{b}");
+    assert_eq!(b["error"].as_object().map(|o| o.len()), Some(3), "{b}");
+    (
+        status,
+        b["error"]["code"].as_str().expect("code").to_string(),
+        b["error"]["message"].as_str().expect("message").to_string(),
+    )
+}
+
+#[test]
+fn what_the_http_layer_refuses_carries_the_envelope_too() {
+    let s = start(Options::default());
+    let wait = Duration::from_secs(5);
+    let refusal = |request: &[u8]| raw_refusal(&raw_exchange(s.addr, request, true, wait).0);
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    assert_eq!(
+        refusal(many.as_bytes()),
+        (
+            431,
+            "RequestHeaderFieldsTooLarge".into(),
+            "The request has more than 100 header fields.".into()
+        )
+    );
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(100_000 - 1)
+    );
+    assert_eq!(
+        refusal(long.as_bytes()),
+        (
+            414,
+            "RequestUriTooLong".into(),
+            "The request target is longer than the limit of 16384 bytes.".into()
+        )
+    );
+    let lengths = b"PUT /api/inventory/machines/m1 HTTP/1.1\r\nHost: x\r\n\
+                    Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}";
+    assert_eq!(
+        refusal(lengths),
+        (
+            400,
+            "InvalidInput".into(),
+            "The request has 2 Content-Length headers; send one.".into()
+        )
+    );
+    let control = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\x07b\r\n\r\n";
+    assert_eq!(
+        refusal(control),
+        (
+            400,
+            "InvalidInput".into(),
+            "The request head is malformed: a header field value holds a control byte.".into()
+        )
+    );
+    assert_eq!(
+        refusal(b"HELLO THERE\r\n\r\n"),
+        (
+            400,
+            "InvalidInput".into(),
+            "The request head is malformed: the request line is not METHOD TARGET HTTP/1.1.".into()
+        )
+    );
+    // A TLS client hello sent to the plain-HTTP port.
+    assert_eq!(
+        refusal(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 \r\n\r\n"),
+        (
+            400,
+            "InvalidInput".into(),
+            "The request head is malformed: the request line is not METHOD TARGET HTTP/1.1.".into()
+        )
+    );
+    // Every refusal is logged with its request id.
+    assert!(logged().contains("request refused before routing"));
+}
+
+#[test]
+fn a_refused_head_after_a_good_request_on_one_connection_gets_both_answers() {
+    let s = start(Options::default());
+    let pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+                      GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\
+                      Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+                      GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (answer, _) = raw_exchange(s.addr, pipelined, true, Duration::from_secs(5));
+    let second = answer
+        .find("HTTP/1.1 400")
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(answer[..second].starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        raw_refusal(&answer[second..]),
+        (
+            400,
+            "InvalidInput".into(),
+            "The request has both Transfer-Encoding and Content-Length; send one.".into()
+        )
+    );
+    // Nothing after the refused head is answered.
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
 }
 
 #[test]
@@ -1586,39 +1728,144 @@ fn a_slow_body_times_out_with_the_408_envelope() {
     assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
 }
 
+/// A client that opens each request on a connection of its own, from `local` when given.
+fn fresh_client(timeout: Duration, local: Option<&str>) -> Client {
+    Client::builder()
+        .timeout(timeout)
+        .pool_max_idle_per_host(0)
+        .local_address(local.map(|ip| ip.parse().expect("ip")))
+        .build()
+        .expect("client")
+}
+
+/// A raw connection to `addr` from the loopback address `from`.
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local: SocketAddr = format!("{from}:0").parse().expect("local");
+    socket.bind(&local.into()).expect("bind");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
+}
+
 #[test]
 fn the_connection_limit_holds_further_connections_back() {
     let mut opts = Options::default();
     opts.config.connections.max_connections = 2;
     let s = start(opts);
-    let fresh_connection = |timeout: Duration| {
-        Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("client")
+    let served = |timeout: Duration| {
+        fresh_client(timeout, None)
             .get(s.url("/healthz"))
             .send()
+            .map(|r| r.status())
+            .ok()
     };
-    let served = |r: reqwest::Result<Response>| r.map(|r| r.status()).ok();
-    assert_eq!(
-        served(fresh_connection(Duration::from_secs(5))),
-        Some(StatusCode::OK)
-    );
-    let idle1 = TcpStream::connect(s.addr).expect("connect");
-    let idle2 = TcpStream::connect(s.addr).expect("connect");
+    assert_eq!(served(Duration::from_secs(5)), Some(StatusCode::OK));
+    // Two connections in the middle of a request head are busy, not idle: nothing is closed
+    // for a third, which waits.
+    let mut busy1 = TcpStream::connect(s.addr).expect("connect");
+    let mut busy2 = TcpStream::connect(s.addr).expect("connect");
+    for c in [&mut busy1, &mut busy2] {
+        c.write_all(b"GET /healthz HTTP/1.1\r\n").expect("write");
+    }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        served(fresh_connection(Duration::from_millis(800))),
+        served(Duration::from_millis(800)),
         None,
         "a third connection must wait"
     );
-    drop(idle1);
+    drop(busy1);
+    assert_eq!(served(Duration::from_secs(5)), Some(StatusCode::OK));
+    drop(busy2);
+}
+
+/// The median of five fresh-connection `/healthz` round trips from `local`.
+fn median_round_trip(s: &Server, local: &str) -> Duration {
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let r = fresh_client(Duration::from_secs(20), Some(local))
+                .get(s.url("/healthz"))
+                .send()
+                .expect("served");
+            assert_eq!(r.status(), StatusCode::OK);
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[2]
+}
+
+#[test]
+fn a_flood_of_idle_connections_from_one_address_does_not_hold_other_clients_back() {
+    let mut opts = Options::default();
+    opts.config.connections.max_connections = 64;
+    opts.config.connections.max_connections_per_client = 16;
+    let s = start(opts);
+    // 200 idle connections from 127.0.0.1: 16 are held, every further one is told why and
+    // closed.
+    let mut flood: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(s.addr).expect("connect"))
+        .collect();
+    let mut turned_away = flood.split_off(16);
+    let last = turned_away.pop().expect("one");
+    last.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = String::new();
+    let _ = (&last).read_to_string(&mut answer);
+    let mut head = answer.lines();
+    assert_eq!(head.next(), Some("HTTP/1.1 429 Too Many Requests"));
+    assert!(answer.contains("\r\nretry-after: 1\r\n"), "{answer}");
     assert_eq!(
-        served(fresh_connection(Duration::from_secs(5))),
-        Some(StatusCode::OK)
+        raw_refusal(&answer),
+        (
+            429,
+            "TooManyRequests".into(),
+            "Too many connections from this address; at most 16 at once.".into()
+        )
     );
-    drop(idle2);
+    // Another client is served at once while the flood holds its connections.
+    let median = median_round_trip(&s, "127.0.0.2");
+    assert!(median < Duration::from_millis(100), "median {median:?}");
+    drop(turned_away);
+    drop(flood);
+}
+
+#[test]
+fn when_every_connection_is_taken_the_quietest_idle_one_makes_room() {
+    let mut opts = Options::default();
+    opts.config.connections.max_connections = 32;
+    opts.config.connections.max_connections_per_client = 8;
+    let s = start(opts);
+    // Four addresses take all 32 connections, one after another, and say nothing.
+    let idle: Vec<TcpStream> = (3..7)
+        .flat_map(|n| (0..8).map(move |_| n))
+        .map(|n| {
+            std::thread::sleep(Duration::from_millis(5));
+            connect_from(&format!("127.0.0.{n}"), s.addr)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = fresh_client(Duration::from_secs(5), Some("127.0.0.2"))
+        .get(s.url("/healthz"))
+        .send()
+        .expect("served");
+    assert_eq!(r.status(), StatusCode::OK);
+    // The one quiet longest was closed for it, and no other.
+    let closed: Vec<usize> = idle
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            c.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let mut byte = [0u8; 1];
+            matches!((&**c).read(&mut byte), Ok(0))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(closed, vec![0]);
+    let median = median_round_trip(&s, "127.0.0.2");
+    assert!(median < Duration::from_millis(100), "median {median:?}");
 }
 
 #[tokio::test]

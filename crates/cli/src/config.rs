@@ -66,6 +66,7 @@ pub struct ServerFile {
     pub sweep_interval_secs: Option<u64>,
     pub change_poll_millis: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout_secs: Option<u64>,
 }
@@ -277,6 +278,10 @@ pub struct ServerFlags {
     /// Connections served at once [default: 1024].
     #[arg(long, env = "KBGAP_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Connections one client address may hold at once, at most --max-connections; trusted
+    /// proxies are exempt [default: 128, or --max-connections if lower].
+    #[arg(long, env = "KBGAP_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
     /// Largest request head apart from Authorization, in bytes [default: 65536].
     #[arg(long, env = "KBGAP_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
@@ -611,6 +616,21 @@ pub fn api_config(flags: &ServerFlags, file: &FileConfig) -> anyhow::Result<ApiC
         }
         c.connections.max_connections = n;
     }
+    let max = c.connections.max_connections;
+    match flags
+        .max_connections_per_client
+        .or(s.max_connections_per_client)
+    {
+        Some(0) => bail!("max_connections_per_client must be at least 1"),
+        Some(n) if n > max => {
+            bail!("max_connections_per_client ({n}) must not exceed max_connections ({max})")
+        }
+        Some(n) => c.connections.max_connections_per_client = n,
+        None => {
+            c.connections.max_connections_per_client =
+                c.connections.max_connections_per_client.min(max)
+        }
+    }
     if let Some(n) = flags.max_header_bytes.or(s.max_header_bytes) {
         if n < 1024 {
             bail!("max_header_bytes must be at least 1024, not {n}");
@@ -848,7 +868,19 @@ mod tests {
         );
         assert_eq!(c.rate_limits.auth_failures, Quota::per_minute(20));
         assert_eq!(c.connections.max_connections, 64);
+        assert_eq!(c.connections.max_connections_per_client, 64);
         assert_eq!(c.connections.max_header_bytes, 64 * 1024);
+        let over = ServerFlags {
+            max_connections: Some(64),
+            max_connections_per_client: Some(65),
+            ..ServerFlags::default()
+        };
+        assert_eq!(
+            api_config(&over, &FileConfig::default())
+                .unwrap_err()
+                .to_string(),
+            "max_connections_per_client (65) must not exceed max_connections (64)"
+        );
         for bad in ["/x=5", "x=5/6", "/x=a/b", "/x=0/5"] {
             let flags = ServerFlags {
                 route_rate_limits: vec![bad.into()],
