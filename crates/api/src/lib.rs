@@ -30,7 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
-use crate::routes::{dev_issuer, inventory, machine_kbs, machines, ops, software};
+use crate::routes::{dev_issuer, explain, inventory, machine_kbs, machines, ops, software};
 pub use crate::security::{RateLimits, Security};
 pub use crate::server::ConnectionLimits;
 /// Re-exported so the binary configures limits and limiters through this crate.
@@ -47,6 +47,9 @@ pub struct ApiConfig {
     pub retention: Retention,
     /// Most snapshots in one ingestion batch.
     pub max_batch: usize,
+    /// Most records in one answer of a list route (`GET /api/machines`); `@odata.nextLink`
+    /// leads to the rest. MDE's page size, 10,000.
+    pub page_size: usize,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     pub request_timeout: Duration,
@@ -71,6 +74,7 @@ impl Default for ApiConfig {
             trusted_proxies: Vec::new(),
             retention: Retention::default(),
             max_batch: 1000,
+            page_size: odata::MAX_TOP,
             body_limit: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             dev_issuer_template: kbgap_auth::DEV_ISSUER_TEMPLATE.to_string(),
@@ -148,21 +152,23 @@ pub fn router(state: AppState) -> Router {
             "/api/inventory/machines/{id}",
             put(inventory::put_machine).delete(inventory::delete_machine),
         )
+        .route("/api/machines", get(machines::list))
+        .route("/api/machines/{id}", get(machines::get))
         .route(
             "/api/machines/{id}/getmissingkbs",
             get(machine_kbs::get_missing_kbs),
         )
         .route(
             "/api/machines/{id}/missingkbs/explain",
-            get(machines::explain),
+            get(explain::explain),
         )
         .route(
             "/api/Software/{id}/indeterminatemachines",
-            get(machines::indeterminate),
+            get(explain::indeterminate),
         )
         .route(
             "/api/Software/{id}/endofservicingmachines",
-            get(machines::end_of_servicing),
+            get(explain::end_of_servicing),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

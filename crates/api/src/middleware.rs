@@ -238,6 +238,12 @@ fn canonical_path(path: &str) -> Option<Canonical> {
         {
             Some(Canonical::Path(format!("/api/machines/{id}/getmissingkbs")))
         }
+        [machines] if machines.eq_ignore_ascii_case("machines") => {
+            Some(Canonical::Path("/api/machines".into()))
+        }
+        [machines, id] if machines.eq_ignore_ascii_case("machines") && !id.is_empty() => {
+            Some(Canonical::Path(format!("/api/machines/{id}")))
+        }
         [inventory, machines, tail @ ..]
             if inventory.eq_ignore_ascii_case("inventory")
                 && machines.eq_ignore_ascii_case("machines") =>
@@ -283,6 +289,14 @@ mod tests {
             Some(Canonical::Path(
                 "/api/Software/a%2Fb%ff%5F/getmissingkbs".into()
             ))
+        );
+        assert_eq!(
+            p("/api/v1.0/Machines"),
+            Some(Canonical::Path("/api/machines".into()))
+        );
+        assert_eq!(
+            p("/API/MACHINES/PC-01"),
+            Some(Canonical::Path("/api/machines/PC-01".into()))
         );
         assert_eq!(
             p("/Api/Inventory/Machines/m1"),

@@ -64,6 +64,8 @@ fn start(as_of: time::Date) -> TestServer {
     let config = ApiConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         max_batch: 5,
+        // Small pages, so that the machine list's paging is seen with a few machines.
+        page_size: 3,
         body_limit: 64 * 1024,
         // Every test shares this server and 127.0.0.1; the limits have their own tests.
         rate_limits: kbgap_api::RateLimits {
@@ -816,7 +818,36 @@ fn operations_endpoints_and_development_issuer() {
     );
     assert_eq!(d["jwks_uri"], format!("{}/discovery/v2.0/keys", s.base));
     let o = body(client().get(s.url("/openapi.json")).send().unwrap());
-    assert!(o["paths"]["/api/Software/{Id}/getmissingkbs"].is_object());
+    // Every API route is described.
+    for path in [
+        "/api/Software/{Id}/getmissingkbs",
+        "/api/Software/{Id}/indeterminatemachines",
+        "/api/Software/{Id}/endofservicingmachines",
+        "/api/machines",
+        "/api/machines/{machineId}",
+        "/api/machines/{machineId}/getmissingkbs",
+        "/api/machines/{machineId}/missingkbs/explain",
+        "/api/inventory/machines",
+        "/api/inventory/machines/{machineId}",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ] {
+        assert!(
+            o["paths"][path]["get"].is_object()
+                || o["paths"][path]["put"].is_object()
+                || o["paths"][path]["post"].is_object(),
+            "{path}"
+        );
+    }
+    assert_eq!(o["paths"].as_object().unwrap().len(), 12);
+    assert_eq!(
+        o["components"]["schemas"]["Machine"]["properties"]
+            .as_object()
+            .unwrap()
+            .len(),
+        22
+    );
 }
 
 #[test]
@@ -1190,4 +1221,298 @@ fn one_machines_missing_kbs_are_mde_s_collection_and_add_up_to_the_software_coun
             "Software contoso-_-nothing was not found"
         );
     }
+}
+
+/// A snapshot with the fields the machine entity shows.
+fn described(
+    id: &str,
+    platform: &str,
+    build: &str,
+    days_ago: i64,
+    dns: &str,
+    group: &str,
+) -> Value {
+    let mut v = snapshot(id, platform, build, days_ago);
+    v["computerDnsName"] = json!(dns);
+    v["deviceGroup"] = json!(group);
+    v
+}
+
+fn ids(b: &Value) -> Vec<String> {
+    b["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{b}"))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_machine_list_is_mde_s_entity_collection_filtered_and_paged() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-000000000101";
+    s.ingest(
+        tid,
+        &[
+            described(
+                "pc-03",
+                "Windows10",
+                "10.0.19045.3570",
+                0,
+                "pc-03.contoso.com",
+                "Finance",
+            ),
+            described(
+                "PC-01",
+                "Windows11",
+                "10.0.22631.3007",
+                1,
+                "PC-01.contoso.com",
+                "Finance",
+            ),
+            described(
+                "srv-02",
+                "WindowsServer2022",
+                "10.0.20348.2227",
+                2,
+                "srv-02.contoso.com",
+                "Servers",
+            ),
+            described(
+                "old-04",
+                "Windows10",
+                "10.0.19045.3570",
+                40,
+                "old-04.contoso.com",
+                "Finance",
+            ),
+            snapshot("bare-05", "Windows10", "10.0.19045", 0),
+        ],
+    );
+    let reader = s.token(tid, &["Machine.Read.All"]);
+    // Byte order of ids: "PC-01" < "bare-05" < "old-04" < "pc-03" < "srv-02"; pages of 3.
+    let r = s.get("/api/machines", &reader);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
+    );
+    let text = r.text().unwrap();
+    let first: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ids(&first), ["PC-01", "bare-05", "old-04"]);
+    assert_eq!(
+        first["@odata.context"],
+        format!("{}/api/$metadata#Machines", s.base)
+    );
+    let next = format!("{}/api/machines?$skip=3", s.base);
+    assert_eq!(first["@odata.nextLink"], next.as_str());
+    // Fields in MDE's order, the link after the value.
+    let order: Vec<usize> = [
+        "\"@odata.context\"",
+        "\"value\"",
+        "\"id\"",
+        "\"computerDnsName\"",
+        "\"firstSeen\"",
+        "\"lastSeen\"",
+        "\"osPlatform\"",
+        "\"osVersion\"",
+        "\"osProcessor\"",
+        "\"version\"",
+        "\"lastIpAddress\"",
+        "\"lastExternalIpAddress\"",
+        "\"osBuild\"",
+        "\"healthStatus\"",
+        "\"deviceValue\"",
+        "\"rbacGroupId\"",
+        "\"rbacGroupName\"",
+        "\"riskScore\"",
+        "\"exposureLevel\"",
+        "\"isAadJoined\"",
+        "\"aadDeviceId\"",
+        "\"machineTags\"",
+        "\"onboardingStatus\"",
+        "\"osArchitecture\"",
+        "\"@odata.nextLink\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    // What kbgap knows of a machine, and null for what only Defender's sensor could tell.
+    let pc01 = &first["value"][0];
+    let seen = pc01["lastSeen"].as_str().unwrap();
+    assert_eq!(
+        pc01,
+        &json!({
+            "id": "PC-01", "computerDnsName": "PC-01.contoso.com", "firstSeen": null,
+            "lastSeen": seen, "osPlatform": "Windows11", "osVersion": "10.0.22631.3007",
+            "osProcessor": "x64", "version": "23H2", "lastIpAddress": null,
+            "lastExternalIpAddress": null, "osBuild": 22631, "healthStatus": "Active",
+            "deviceValue": null, "rbacGroupId": null, "rbacGroupName": "Finance",
+            "riskScore": null, "exposureLevel": null, "isAadJoined": null, "aadDeviceId": null,
+            "machineTags": [], "onboardingStatus": null, "osArchitecture": "64-bit"
+        })
+    );
+    // Last seen 40 days ago, beyond the 30-day retention: listed, inactive.
+    assert_eq!(first["value"][2]["healthStatus"], "Inactive");
+    assert_eq!(first["value"][1]["computerDnsName"], Value::Null);
+    assert_eq!(first["value"][1]["version"], "22H2");
+    // The next page, and the last one has no link.
+    let second = body(s.get(&next[s.base.len()..], &reader));
+    assert_eq!(ids(&second), ["pc-03", "srv-02"]);
+    assert_eq!(second["@odata.nextLink"], Value::Null);
+    assert_eq!(second["value"][1]["version"], Value::Null);
+    // $top and $skip page for the client; a $top above the page size is served in pages.
+    let page = |q: &str| body(s.get(&format!("/api/machines?{q}"), &reader));
+    let b = page("$top=2&$skip=1");
+    assert_eq!(ids(&b), ["bare-05", "old-04"]);
+    assert_eq!(b["@odata.nextLink"], Value::Null);
+    let b = page("$top=4");
+    assert_eq!(ids(&b), ["PC-01", "bare-05", "old-04"]);
+    assert_eq!(
+        b["@odata.nextLink"],
+        format!("{}/api/machines?$top=1&$skip=3", s.base)
+    );
+    assert_eq!(ids(&page("$top=1&$skip=3")), ["pc-03"]);
+    assert_eq!(ids(&page("$skip=10")), Vec::<String>::new());
+    // $filter on the properties MDE documents, strings ignoring case.
+    assert_eq!(ids(&page("$filter=healthStatus+eq+'Inactive'")), ["old-04"]);
+    assert_eq!(
+        ids(&page(
+            "$filter=startswith(computerDnsName,'PC-') and osPlatform eq 'Windows10'"
+        )),
+        ["pc-03"]
+    );
+    let day_ago = (OffsetDateTime::now_utc() - time::Duration::hours(36))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(
+        ids(&page(&format!("$filter=lastSeen gt {day_ago}"))),
+        ["PC-01", "bare-05", "pc-03"]
+    );
+    assert_eq!(
+        ids(&page("$filter=riskScore eq 'High'")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&page("$filter=id eq 'srv-02' or version eq '23H2'")),
+        ["PC-01", "srv-02"]
+    );
+    // A filtered list pages too, and its link keeps the filter.
+    let b = page("$filter=osPlatform%20eq%20'Windows10'");
+    assert_eq!(ids(&b), ["bare-05", "old-04", "pc-03"]);
+    assert_eq!(b["@odata.nextLink"], Value::Null);
+    let b = page("$filter=osPlatform ne 'x'");
+    assert_eq!(
+        b["@odata.nextLink"],
+        format!(
+            "{}/api/machines?$filter=osPlatform%20ne%20%27x%27&$skip=3",
+            s.base
+        )
+    );
+    assert_eq!(
+        ids(&page("$filter=osPlatform%20ne%20%27x%27&$skip=3")),
+        ["pc-03", "srv-02"]
+    );
+    // What the list cannot do is an OData error naming it.
+    let refused = |q: &str| {
+        assert_error(
+            s.get(&format!("/api/machines?{q}"), &reader),
+            StatusCode::BAD_REQUEST,
+            "ODataError",
+        )
+    };
+    assert_eq!(
+        refused("$top=10001"),
+        "The query specified in the URI is not valid. The limit of '10000' for Top query has been exceeded. The value from the incoming request is '10001'."
+    );
+    assert_eq!(
+        refused("$orderby=lastSeen"),
+        "The query specified in the URI is not valid. The query option '$orderby' is not supported on this endpoint."
+    );
+    assert_eq!(
+        refused("$filter=osBuild eq 19045"),
+        "The query specified in the URI is not valid. The property 'osBuild' cannot be used in the $filter query option."
+    );
+    assert_eq!(
+        refused("$top=-1"),
+        "The query specified in the URI is not valid. The value '-1' of $top is not a whole number of 0 or more."
+    );
+    assert_eq!(
+        refused("$top=1&$top=2"),
+        "The query specified in the URI is not valid. The query option '$top' was specified more than once; it may appear only once."
+    );
+    // Permissions: either machine role, or a delegated machine scope.
+    let writer = s.token(tid, &["Machine.ReadWrite.All"]);
+    assert_eq!(s.get("/api/machines", &writer).status(), StatusCode::OK);
+    let delegated = s.mint(tid, &[], &["Machine.Read"], MDE_AUD, 3600, 0);
+    assert_eq!(
+        s.get("/api/v1.0/Machines", &delegated).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        assert_error(
+            s.get("/api/machines", &s.token(tid, &["Software.Read.All"])),
+            StatusCode::FORBIDDEN,
+            "Forbidden"
+        ),
+        "Missing application roles. API required roles: Machine.Read.All, application roles: Software.Read.All."
+    );
+    // Another tenant sees none of them.
+    let other = s.token(
+        "a0000000-0000-0000-0000-000000000102",
+        &["Machine.Read.All"],
+    );
+    let b = body(s.get("/api/machines", &other));
+    assert_eq!(b["value"], json!([]));
+    assert_eq!(b["@odata.nextLink"], Value::Null);
+}
+
+#[test]
+fn one_machine_is_mde_s_entity_found_by_id_ignoring_case() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-000000000103";
+    s.ingest(
+        tid,
+        &[described(
+            "WS-7",
+            "Windows10",
+            "10.0.19045.3570",
+            0,
+            "ws-7.contoso.com",
+            "Lab",
+        )],
+    );
+    let reader = s.token(tid, &["Machine.Read.All"]);
+    let r = s.get("/API/Machines/ws-7", &reader);
+    assert_eq!(r.status(), StatusCode::OK);
+    let b = body(r);
+    assert_eq!(
+        b["@odata.context"],
+        format!("{}/api/$metadata#Machines/$entity", s.base)
+    );
+    assert_eq!(b["id"], "WS-7");
+    assert_eq!(b["rbacGroupName"], "Lab");
+    assert_eq!(b["osBuild"], 19045);
+    assert_eq!(b.as_object().unwrap().len(), 23, "{b}");
+    // Another tenant's machine is as absent as one that never existed.
+    let other = s.token(
+        "a0000000-0000-0000-0000-000000000104",
+        &["Machine.Read.All"],
+    );
+    for (token, id) in [(&other, "WS-7"), (&reader, "nobody")] {
+        assert_eq!(
+            assert_error(
+                s.get(&format!("/api/machines/{id}"), token),
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound"
+            ),
+            format!("Machine {id} was not found")
+        );
+    }
+    assert_error(
+        s.get("/api/machines/WS-7?$select=id", &reader),
+        StatusCode::BAD_REQUEST,
+        "ODataError",
+    );
 }

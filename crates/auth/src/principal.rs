@@ -38,11 +38,17 @@ pub enum Permission {
     /// `GET /api/machines/{id}/getmissingkbs`: application role `Software.Read.All` only, as
     /// MDE documents it.
     SoftwareReadApplication,
+    /// `GET /api/machines[/{id}]`: role `Machine.Read.All` or `Machine.ReadWrite.All`, or
+    /// scope `Machine.Read` or `Machine.ReadWrite`.
+    MachineRead,
 }
 
 const SOFTWARE_READ_ROLE: &str = "Software.Read.All";
 const SOFTWARE_READ_SCOPE: &str = "Software.Read";
 const MACHINE_READ_WRITE_ROLE: &str = "Machine.ReadWrite.All";
+const MACHINE_READ_ROLE: &str = "Machine.Read.All";
+const MACHINE_READ_SCOPE: &str = "Machine.Read";
+const MACHINE_READ_WRITE_SCOPE: &str = "Machine.ReadWrite";
 
 impl Principal {
     /// Checks a permission. Names are compared case-sensitively, as Azure AD emits them.
@@ -66,6 +72,12 @@ impl Principal {
             Permission::SoftwareReadApplication => {
                 self.kind == PrincipalKind::Application && has_role(SOFTWARE_READ_ROLE)
             }
+            Permission::MachineRead => {
+                has_role(MACHINE_READ_ROLE)
+                    || has_role(MACHINE_READ_WRITE_ROLE)
+                    || has_scope(MACHINE_READ_SCOPE)
+                    || has_scope(MACHINE_READ_WRITE_SCOPE)
+            }
         };
         if granted {
             return Ok(());
@@ -81,6 +93,13 @@ impl Principal {
             (Permission::MachineReadWrite, _) => missing_roles(MACHINE_READ_WRITE_ROLE, &self.roles),
             (Permission::SoftwareReadApplication, _) => {
                 missing_roles(SOFTWARE_READ_ROLE, &self.roles)
+            }
+            (Permission::MachineRead, PrincipalKind::Delegated) => format!(
+                "Missing delegated scopes. API required scopes: {MACHINE_READ_SCOPE}, token scopes: {}.",
+                self.scopes.join(" ")
+            ),
+            (Permission::MachineRead, PrincipalKind::Application) => {
+                missing_roles(MACHINE_READ_ROLE, &self.roles)
             }
         };
         Err(Forbidden { message })

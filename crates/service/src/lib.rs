@@ -533,6 +533,9 @@ pub use compiled::{compile, CatalogHolder, CompiledCatalog};
 mod machine_kbs;
 pub use machine_kbs::{machine_missing_kbs, MachineMissingKb};
 
+mod machine_list;
+pub use machine_list::{list_machines, machine_entity, MachineEntity};
+
 mod explain;
 pub use explain::{
     end_of_servicing_machines, explain_machine, find_machine, indeterminate_machines,

@@ -449,6 +449,14 @@ impl Store for AfterRead<'_> {
     ) -> kbgap_store::Result<Option<String>> {
         self.inner.machine_snapshot(tenant, id)
     }
+    fn machines_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&MachineId>,
+        limit: usize,
+    ) -> kbgap_store::Result<Vec<kbgap_store::ListedMachine>> {
+        self.inner.machines_after(tenant, after, limit)
+    }
     fn ping(&self) -> kbgap_store::Result<()> {
         self.inner.ping()
     }

@@ -11,8 +11,9 @@ use kbgap_domain::{MachineId, SoftwareId, TenantId};
 use time::Date;
 
 use crate::{
-    CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
-    Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError, StoredMachine,
+    CatalogState, ImportLock, ImportOutcome, ImportSummary, ListedMachine, MachineRecord,
+    MissingCount, Reevaluate, Reevaluated, Result, ServicingEnded, Store, StoreError,
+    StoredMachine,
 };
 
 /// A store that is opened by a background thread, retrying while the database cannot be
@@ -191,6 +192,15 @@ impl Store for DeferredStore {
 
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>> {
         self.get()?.machine_snapshot(tenant, id)
+    }
+
+    fn machines_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&MachineId>,
+        limit: usize,
+    ) -> Result<Vec<ListedMachine>> {
+        self.get()?.machines_after(tenant, after, limit)
     }
 
     fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>> {

@@ -127,6 +127,15 @@ pub struct StoredMachine {
     pub write: i64,
 }
 
+/// A stored machine as the machine list reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMachine {
+    pub id: MachineId,
+    /// Unix seconds.
+    pub last_seen: i64,
+    pub snapshot: String,
+}
+
 /// A machine re-evaluated against the catalog being imported, from the snapshot `write`
 /// stored.
 #[derive(Debug, Clone)]
@@ -342,6 +351,16 @@ pub trait Store: Send + Sync {
 
     /// The stored snapshot of one machine.
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>>;
+
+    /// Up to `limit` of the tenant's stored machines (active or not) whose ids come after
+    /// `after` (from the first when `None`), in id byte order: one page of the machine list,
+    /// so that listing never holds a tenant's whole inventory.
+    fn machines_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&MachineId>,
+        limit: usize,
+    ) -> Result<Vec<ListedMachine>>;
 
     /// The tenant's machines whose id equals `id` ignoring case (Windows host names are
     /// case-insensitive), sorted. Asked only when no machine has exactly that id; stores

@@ -19,8 +19,9 @@ use crate::rows::{
     self, check_generation, CountDeltas, ResultTables, StoredFix, StoredState, LIVE, STAGED,
 };
 use crate::{
-    CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
-    Reevaluate, Reevaluated, Result, ServicingEnded, StagedHook, Store, StoreError, StoredMachine,
+    CatalogState, ImportLock, ImportOutcome, ImportSummary, ListedMachine, MachineRecord,
+    MissingCount, Reevaluate, Reevaluated, Result, ServicingEnded, StagedHook, Store, StoreError,
+    StoredMachine,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -1208,6 +1209,33 @@ impl Store for PostgresStore {
             )?
             .map(|r| r.get(0)))
         })
+    }
+
+    fn machines_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&MachineId>,
+        limit: usize,
+    ) -> Result<Vec<ListedMachine>> {
+        let after = after.map_or("", |a| a.as_str());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with_client(|c| {
+            Ok(c.query(
+                "SELECT machine_id, last_seen, snapshot FROM machines
+                 WHERE tenant_id = $1 AND machine_id > $2
+                 ORDER BY machine_id LIMIT $3",
+                &[&tenant.as_str(), &after, &limit],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(ListedMachine {
+                    id: MachineId::parse(r.get(0)).map_err(corrupt)?,
+                    last_seen: r.get(1),
+                    snapshot: r.get(2),
+                })
+            })
+            .collect()
     }
 
     fn machines_named(&self, tenant: &TenantId, id: &MachineId) -> Result<Vec<MachineId>> {

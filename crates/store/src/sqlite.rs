@@ -16,8 +16,9 @@ use crate::rows::{
     self, check_generation, CountDeltas, ResultTables, StoredFix, StoredState, LIVE, STAGED,
 };
 use crate::{
-    CatalogState, ImportLock, ImportOutcome, ImportSummary, MachineRecord, MissingCount,
-    Reevaluate, Reevaluated, Result, ServicingEnded, StagedHook, Store, StoreError, StoredMachine,
+    CatalogState, ImportLock, ImportOutcome, ImportSummary, ListedMachine, MachineRecord,
+    MissingCount, Reevaluate, Reevaluated, Result, ServicingEnded, StagedHook, Store, StoreError,
+    StoredMachine,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -877,6 +878,40 @@ impl Store for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()?)
+        })
+    }
+
+    fn machines_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&MachineId>,
+        limit: usize,
+    ) -> Result<Vec<ListedMachine>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT machine_id, last_seen, snapshot FROM machines
+                 WHERE tenant_id = ?1 AND machine_id > ?2
+                 ORDER BY machine_id LIMIT ?3",
+            )?;
+            let after = after.map_or("", |a| a.as_str());
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![tenant.as_str(), after, limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, last_seen, snapshot) = row?;
+                out.push(ListedMachine {
+                    id: MachineId::parse(&id).map_err(corrupt)?,
+                    last_seen,
+                    snapshot,
+                });
+            }
+            Ok(out)
         })
     }
 

@@ -214,6 +214,7 @@ conformance!(
     stores_opened_at_once_share_one_schema,
     machines_are_found_by_id_ignoring_case_within_their_tenant,
     machines_out_of_servicing_are_listed_with_their_results,
+    a_tenants_machines_are_listed_page_by_page_in_byte_order,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1423,6 +1424,53 @@ fn snapshots_round_trip_and_machines_list_in_byte_order(f: &Fixture) {
         s.machine_snapshot(&tenant("tenant-b"), &mid("A-MACHINE"))
             .unwrap(),
         None
+    );
+}
+
+fn a_tenants_machines_are_listed_page_by_page_in_byte_order(f: &Fixture) {
+    let s = f.store.as_ref();
+    let w10 = || eval(&[W10], &[], &[]);
+    put(
+        s,
+        "tenant-b",
+        &[
+            machine("c", NOW, w10()),
+            machine("a-machine", ACTIVE_SINCE - 1, w10()),
+            machine("B-machine", NOW + 1, w10()),
+        ],
+    );
+    put(s, "tenant-a", &[machine("b", NOW, w10())]);
+    let page = |after: Option<&str>, limit: usize| -> Vec<(String, i64, String)> {
+        let after = after.map(mid);
+        s.machines_after(&tenant("tenant-b"), after.as_ref(), limit)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.id.to_string(), m.last_seen, m.snapshot))
+            .collect()
+    };
+    let listed = |id: &str, last_seen: i64| {
+        (
+            id.to_string(),
+            last_seen,
+            machine(id, last_seen, w10()).snapshot,
+        )
+    };
+    assert_eq!(
+        page(None, 2),
+        vec![
+            listed("B-machine", NOW + 1),
+            listed("a-machine", ACTIVE_SINCE - 1)
+        ]
+    );
+    assert_eq!(page(Some("a-machine"), 2), vec![listed("c", NOW)]);
+    // Inactive machines are listed too; after an id that is not stored, the list goes on
+    // from the next one in byte order.
+    assert_eq!(page(Some("b"), 5), vec![listed("c", NOW)]);
+    assert_eq!(page(Some("c"), 5), vec![]);
+    assert_eq!(page(None, 0), vec![]);
+    assert_eq!(
+        s.machines_after(&tenant("tenant-c"), None, 10).unwrap(),
+        vec![]
     );
 }
 

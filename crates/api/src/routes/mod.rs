@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource; each extracts, calls a service, maps to API types.
 
 pub mod dev_issuer;
+pub mod explain;
 pub mod inventory;
 pub mod machine_kbs;
 pub mod machines;
