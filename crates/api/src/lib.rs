@@ -30,7 +30,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
-use crate::routes::{dev_issuer, explain, inventory, machine_kbs, machines, ops, software};
+use crate::routes::{
+    dev_issuer, explain, inventory, machine_kbs, machines, ops, software, software_list,
+};
 pub use crate::security::{RateLimits, Security};
 pub use crate::server::ConnectionLimits;
 /// Re-exported so the binary configures limits and limiters through this crate.
@@ -152,8 +154,14 @@ pub fn router(state: AppState) -> Router {
             "/api/inventory/machines/{id}",
             put(inventory::put_machine).delete(inventory::delete_machine),
         )
+        .route("/api/Software", get(software_list::list))
+        .route("/api/Software/{id}", get(software_list::get))
         .route("/api/machines", get(machines::list))
         .route("/api/machines/{id}", get(machines::get))
+        .route(
+            "/api/machines/{id}/software",
+            get(software_list::of_machine),
+        )
         .route(
             "/api/machines/{id}/getmissingkbs",
             get(machine_kbs::get_missing_kbs),

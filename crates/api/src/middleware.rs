@@ -238,6 +238,25 @@ fn canonical_path(path: &str) -> Option<Canonical> {
         {
             Some(Canonical::Path(format!("/api/machines/{id}/getmissingkbs")))
         }
+        [software] if software.eq_ignore_ascii_case("software") => {
+            Some(Canonical::Path("/api/Software".into()))
+        }
+        [software, id] if software.eq_ignore_ascii_case("software") => {
+            if id.is_empty() {
+                Some(Canonical::EmptyId)
+            } else if !escapes_well_formed(id) {
+                Some(Canonical::MalformedEscape)
+            } else {
+                Some(Canonical::Path(format!("/api/Software/{id}")))
+            }
+        }
+        [machines, id, software]
+            if machines.eq_ignore_ascii_case("machines")
+                && software.eq_ignore_ascii_case("software")
+                && !id.is_empty() =>
+        {
+            Some(Canonical::Path(format!("/api/machines/{id}/software")))
+        }
         [machines] if machines.eq_ignore_ascii_case("machines") => {
             Some(Canonical::Path("/api/machines".into()))
         }
@@ -289,6 +308,19 @@ mod tests {
             Some(Canonical::Path(
                 "/api/Software/a%2Fb%ff%5F/getmissingkbs".into()
             ))
+        );
+        assert_eq!(
+            p("/api/v1.0/software"),
+            Some(Canonical::Path("/api/Software".into()))
+        );
+        assert_eq!(
+            p("/API/SOFTWARE/Microsoft-_-Edge"),
+            Some(Canonical::Path("/api/Software/Microsoft-_-Edge".into()))
+        );
+        assert_eq!(p("/api/Software/abc%zz"), Some(Canonical::MalformedEscape));
+        assert_eq!(
+            p("/api/machines/PC-01/Software"),
+            Some(Canonical::Path("/api/machines/PC-01/software".into()))
         );
         assert_eq!(
             p("/api/v1.0/Machines"),

@@ -823,8 +823,11 @@ fn operations_endpoints_and_development_issuer() {
         "/api/Software/{Id}/getmissingkbs",
         "/api/Software/{Id}/indeterminatemachines",
         "/api/Software/{Id}/endofservicingmachines",
+        "/api/Software",
+        "/api/Software/{Id}",
         "/api/machines",
         "/api/machines/{machineId}",
+        "/api/machines/{machineId}/software",
         "/api/machines/{machineId}/getmissingkbs",
         "/api/machines/{machineId}/missingkbs/explain",
         "/api/inventory/machines",
@@ -840,7 +843,7 @@ fn operations_endpoints_and_development_issuer() {
             "{path}"
         );
     }
-    assert_eq!(o["paths"].as_object().unwrap().len(), 12);
+    assert_eq!(o["paths"].as_object().unwrap().len(), 15);
     assert_eq!(
         o["components"]["schemas"]["Machine"]["properties"]
             .as_object()
@@ -1515,4 +1518,129 @@ fn one_machine_is_mde_s_entity_found_by_id_ignoring_case() {
         StatusCode::BAD_REQUEST,
         "ODataError",
     );
+}
+
+#[test]
+fn the_software_inventory_is_mde_s_software_entity_and_agrees_with_getmissingkbs() {
+    let s = server();
+    let tid = "a0000000-0000-0000-0000-000000000105";
+    // Two Windows 10 22H2 machines miss January 2024's KB5034122 (34 CVEs for Windows 10 in
+    // that document); the third has it; the fourth is out of the retention window.
+    s.ingest(
+        tid,
+        &[
+            snapshot("sw-1", "Windows10", "10.0.19045.3570", 0),
+            snapshot("sw-2", "Windows10", "10.0.19045.3570", 0),
+            snapshot("sw-3", "Windows10", "10.0.19045.3930", 0),
+            snapshot("sw-4", "Windows10", "10.0.19045.3570", 40),
+        ],
+    );
+    let reader = s.token(tid, &["Software.Read.All"]);
+    let w10 = json!({
+        "id": "microsoft-_-windows_10", "name": "windows_10", "vendor": "microsoft",
+        "weaknesses": 34, "publicExploit": null, "activeAlert": null, "exposedMachines": 2,
+        "impactScore": null
+    });
+    let r = s.get("/api/v1.0/software", &reader);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
+    );
+    let text = r.text().unwrap();
+    let order: Vec<usize> = [
+        "\"@odata.context\"",
+        "\"value\"",
+        "\"id\"",
+        "\"name\"",
+        "\"vendor\"",
+        "\"weaknesses\"",
+        "\"publicExploit\"",
+        "\"activeAlert\"",
+        "\"exposedMachines\"",
+        "\"impactScore\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"@odata.context": format!("{}/api/$metadata#Software", s.base), "value": [w10]})
+    );
+    // The figures agree with getmissingkbs: one KB missing, on two machines.
+    let missing = body(s.missing(tid, "microsoft-_-windows_10"));
+    assert_eq!(missing["value"][0]["cveAddressed"], w10["weaknesses"]);
+    assert_eq!(
+        missing["value"][0]["machineMissedOn"],
+        w10["exposedMachines"]
+    );
+    // $filter on id, name and vendor; $top and $skip.
+    let page = |q: &str| body(s.get(&format!("/api/Software?{q}"), &reader))["value"].clone();
+    assert_eq!(page("$filter=vendor eq 'Microsoft'"), json!([w10]));
+    assert_eq!(page("$filter=name eq 'edge'"), json!([]));
+    assert_eq!(
+        page("$filter=startswith(id,'microsoft-_-win')&$top=1"),
+        json!([w10])
+    );
+    assert_eq!(page("$skip=1"), json!([]));
+    assert_eq!(
+        assert_error(
+            s.get("/api/Software?$filter=weaknesses gt 0", &reader),
+            StatusCode::BAD_REQUEST,
+            "ODataError"
+        ),
+        "The query specified in the URI is not valid. The property 'weaknesses' cannot be used in the $filter query option."
+    );
+    // One software; unknown software is 404 as on every software route.
+    let b = body(s.get("/api/Software/Microsoft-_-Windows_10", &reader));
+    let mut entity = w10.clone();
+    entity["@odata.context"] = json!(format!("{}/api/$metadata#Software/$entity", s.base));
+    assert_eq!(b, entity);
+    assert_eq!(
+        assert_error(
+            s.get("/api/Software/microsoft-_-edge", &reader),
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound"
+        ),
+        "Software microsoft-_-edge was not found"
+    );
+    // The software of one machine, with the tenant's figures; a patched machine's software
+    // is the same entity.
+    for id in ["SW-1", "sw-3", "sw-4"] {
+        let b = body(s.get(&format!("/api/machines/{id}/software"), &reader));
+        assert_eq!(
+            b,
+            json!({"@odata.context": format!("{}/api/$metadata#Software", s.base), "value": [w10]}),
+            "{id}"
+        );
+    }
+    // Other tenants see nothing; the permission is Software.Read.All or Software.Read.
+    let other = s.token(
+        "a0000000-0000-0000-0000-000000000106",
+        &["Software.Read.All"],
+    );
+    assert_eq!(page_of(s, "/api/Software", &other), json!([]));
+    assert_eq!(
+        assert_error(
+            s.get("/api/machines/sw-1/software", &other),
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound"
+        ),
+        "Machine sw-1 was not found"
+    );
+    let delegated = s.mint(tid, &[], &["Software.Read"], MDE_AUD, 3600, 0);
+    assert_eq!(page_of(s, "/api/Software", &delegated), json!([w10]));
+    assert_eq!(
+        assert_error(
+            s.get("/api/Software", &s.token(tid, &["Machine.Read.All"])),
+            StatusCode::FORBIDDEN,
+            "Forbidden"
+        ),
+        "Missing application roles. API required roles: Software.Read.All, application roles: Machine.Read.All."
+    );
+}
+
+fn page_of(s: &TestServer, path: &str, token: &str) -> Value {
+    body(s.get(path, token))["value"].clone()
 }

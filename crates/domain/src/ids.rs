@@ -120,6 +120,12 @@ impl SoftwareId {
     pub fn product_name(&self) -> &str {
         self.0.split_once("-_-").map(|(_, p)| p).unwrap_or(&self.0)
     }
+
+    /// The vendor part before `-_-` (`microsoft` for `microsoft-_-edge`); empty for an id
+    /// without one.
+    pub fn vendor(&self) -> &str {
+        self.0.split_once("-_-").map(|(v, _)| v).unwrap_or("")
+    }
 }
 
 impl fmt::Display for SoftwareId {

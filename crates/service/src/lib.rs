@@ -536,6 +536,9 @@ pub use machine_kbs::{machine_missing_kbs, MachineMissingKb};
 mod machine_list;
 pub use machine_list::{list_machines, machine_entity, MachineEntity};
 
+mod software_list;
+pub use software_list::{machine_software, software_entity, tenant_software, SoftwareEntity};
+
 mod explain;
 pub use explain::{
     end_of_servicing_machines, explain_machine, find_machine, indeterminate_machines,

@@ -449,6 +449,16 @@ impl Store for AfterRead<'_> {
     ) -> kbgap_store::Result<Option<String>> {
         self.inner.machine_snapshot(tenant, id)
     }
+    fn tenant_software(&self, tenant: &TenantId) -> kbgap_store::Result<Vec<SoftwareId>> {
+        self.inner.tenant_software(tenant)
+    }
+    fn exposed_machines(
+        &self,
+        tenant: &TenantId,
+        software: &SoftwareId,
+    ) -> kbgap_store::Result<u64> {
+        self.inner.exposed_machines(tenant, software)
+    }
     fn machines_after(
         &self,
         tenant: &TenantId,

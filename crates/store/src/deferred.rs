@@ -190,6 +190,14 @@ impl Store for DeferredStore {
         self.get()?.end_of_servicing_machines(tenant, software)
     }
 
+    fn tenant_software(&self, tenant: &TenantId) -> Result<Vec<SoftwareId>> {
+        self.get()?.tenant_software(tenant)
+    }
+
+    fn exposed_machines(&self, tenant: &TenantId, software: &SoftwareId) -> Result<u64> {
+        self.get()?.exposed_machines(tenant, software)
+    }
+
     fn machine_snapshot(&self, tenant: &TenantId, id: &MachineId) -> Result<Option<String>> {
         self.get()?.machine_snapshot(tenant, id)
     }

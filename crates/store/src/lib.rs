@@ -329,6 +329,12 @@ pub trait Store: Send + Sync {
     /// Whether at least one active machine of the tenant has the software installed.
     fn software_known(&self, tenant: &TenantId, software: &SoftwareId) -> Result<bool>;
 
+    /// The software at least one active machine of the tenant has installed, sorted by id.
+    fn tenant_software(&self, tenant: &TenantId) -> Result<Vec<SoftwareId>>;
+
+    /// Active machines of the tenant on which at least one KB of the software is missing.
+    fn exposed_machines(&self, tenant: &TenantId, software: &SoftwareId) -> Result<u64>;
+
     /// KBs missing on at least one active machine, with how many.
     fn missing_counts(&self, tenant: &TenantId, software: &SoftwareId)
         -> Result<Vec<MissingCount>>;

@@ -1117,6 +1117,34 @@ impl Store for PostgresStore {
         })
     }
 
+    fn tenant_software(&self, tenant: &TenantId) -> Result<Vec<SoftwareId>> {
+        let rows = self.with_client(|c| {
+            Ok(c.query(
+                "SELECT software FROM software_counts
+                 WHERE tenant_id = $1 AND machines > 0 ORDER BY software",
+                &[&tenant.as_str()],
+            )?)
+        })?;
+        rows.iter()
+            .map(|r| SoftwareId::parse(r.get(0)).map_err(corrupt))
+            .collect()
+    }
+
+    fn exposed_machines(&self, tenant: &TenantId, software: &SoftwareId) -> Result<u64> {
+        self.with_client(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(DISTINCT mm.machine_id) FROM machine_missing mm
+                     JOIN machines m
+                       ON m.tenant_id = mm.tenant_id AND m.machine_id = mm.machine_id
+                     WHERE mm.tenant_id = $1 AND mm.software = $2 AND m.counted",
+                    &[&tenant.as_str(), &software.as_str()],
+                )?
+                .get(0);
+            Ok(n as u64)
+        })
+    }
+
     fn missing_counts(
         &self,
         tenant: &TenantId,

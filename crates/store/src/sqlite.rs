@@ -843,6 +843,34 @@ impl Store for SqliteStore {
         })
     }
 
+    fn tenant_software(&self, tenant: &TenantId) -> Result<Vec<SoftwareId>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT software FROM software_counts
+                 WHERE tenant_id = ?1 AND machines > 0 ORDER BY software",
+            )?;
+            let rows = stmt.query_map(params![tenant.as_str()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(SoftwareId::parse(&row?).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn exposed_machines(&self, tenant: &TenantId, software: &SoftwareId) -> Result<u64> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(DISTINCT mm.machine_id) FROM machine_missing mm
+                 JOIN machines m ON m.tenant_id = mm.tenant_id AND m.machine_id = mm.machine_id
+                 WHERE mm.tenant_id = ?1 AND mm.software = ?2 AND m.counted = 1",
+                params![tenant.as_str(), software.as_str()],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+    }
+
     fn missing_counts(
         &self,
         tenant: &TenantId,

@@ -215,6 +215,7 @@ conformance!(
     machines_are_found_by_id_ignoring_case_within_their_tenant,
     machines_out_of_servicing_are_listed_with_their_results,
     a_tenants_machines_are_listed_page_by_page_in_byte_order,
+    a_tenants_software_and_its_exposed_machines_count_active_machines_only,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1472,6 +1473,52 @@ fn a_tenants_machines_are_listed_page_by_page_in_byte_order(f: &Fixture) {
         s.machines_after(&tenant("tenant-c"), None, 10).unwrap(),
         vec![]
     );
+}
+
+fn a_tenants_software_and_its_exposed_machines_count_active_machines_only(f: &Fixture) {
+    let s = f.store.as_ref();
+    put(
+        s,
+        "contoso",
+        &[
+            // Two KBs missing for Windows 10 on one machine: exposed once.
+            machine(
+                "m1",
+                NOW,
+                eval(&[W10, EDGE], &[(W10, &[5034122, 5034441])], &[]),
+            ),
+            machine("m2", NOW, eval(&[W10], &[(W10, &[5034122])], &[])),
+            machine("m3", NOW, eval(&[W10, EDGE], &[], &[])),
+            // Not seen within the retention window: neither known nor exposed.
+            machine(
+                "old",
+                ACTIVE_SINCE - 1,
+                eval(
+                    &["contoso-_-legacy"],
+                    &[("contoso-_-legacy", &[5034122])],
+                    &[],
+                ),
+            ),
+        ],
+    );
+    put(
+        s,
+        "fabrikam",
+        &[machine("m1", NOW, eval(&[W10], &[(W10, &[5034122])], &[]))],
+    );
+    let t = tenant("contoso");
+    assert_eq!(s.tenant_software(&t).unwrap(), vec![sw(EDGE), sw(W10)]);
+    assert_eq!(s.exposed_machines(&t, &sw(W10)).unwrap(), 2);
+    assert_eq!(s.exposed_machines(&t, &sw(EDGE)).unwrap(), 0);
+    assert_eq!(s.exposed_machines(&t, &sw("contoso-_-legacy")).unwrap(), 0);
+    assert_eq!(
+        s.exposed_machines(&tenant("fabrikam"), &sw(W10)).unwrap(),
+        1
+    );
+    assert_eq!(s.tenant_software(&tenant("nobody")).unwrap(), vec![]);
+    // Deleted, a machine is exposed no more.
+    assert!(s.delete_machine(&t, &mid("m2")).unwrap());
+    assert_eq!(s.exposed_machines(&t, &sw(W10)).unwrap(), 1);
 }
 
 fn reopening_keeps_everything_and_a_newer_schema_is_refused(f: &Fixture) {

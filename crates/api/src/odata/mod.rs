@@ -6,8 +6,10 @@ pub mod filter;
 
 use std::net::IpAddr;
 
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
+use serde::Serialize;
 
 use crate::error::ApiError;
 
@@ -174,6 +176,34 @@ pub fn base_url(
         .or_else(|| header("host"))
         .unwrap_or_else(|| "localhost".into());
     format!("{scheme}://{host}")
+}
+
+/// One page of a collection: `@odata.context`, `value`, and the link to the next page.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    #[serde(rename = "@odata.context")]
+    pub context: String,
+    pub value: Vec<T>,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// A single entity: `@odata.context`, then its fields.
+#[derive(Debug, Serialize)]
+pub struct Entity<T> {
+    #[serde(rename = "@odata.context")]
+    pub context: String,
+    #[serde(flatten)]
+    pub entity: T,
+}
+
+/// A 200 answer in MDE's OData JSON.
+pub fn odata_json(body: &impl Serialize) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
+    let mut resp = bytes.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
+    Ok(resp)
 }
 
 /// `@odata.context` of an answer: `{base}/api/$metadata#{what}`.

@@ -12,31 +12,8 @@ use serde::Serialize;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::blocking;
+use crate::routes::{blocking, known, software_id};
 use crate::AppState;
-
-fn software_id(raw: &str) -> Result<SoftwareId, ApiError> {
-    SoftwareId::parse(raw).map_err(|e| ApiError::InvalidInput(format!("Invalid software id: {e}.")))
-}
-
-/// A software no active machine of the tenant has is not found, on every software route (as
-/// `getmissingkbs` answers it).
-fn known(
-    store: &dyn kbgap_store::Store,
-    tenant: &TenantId,
-    software: &SoftwareId,
-) -> Result<(), ApiError> {
-    if store
-        .software_known(tenant, software)
-        .map_err(|e| ApiError::from(kbgap_service::ServiceError::from(e)))?
-    {
-        Ok(())
-    } else {
-        Err(ApiError::ResourceNotFound(format!(
-            "Software {software} was not found"
-        )))
-    }
-}
 
 fn kb_filter(query: Option<&str>) -> Result<Option<KbId>, ApiError> {
     for pair in query.unwrap_or("").split('&') {

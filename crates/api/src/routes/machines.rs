@@ -9,8 +9,7 @@
 //! `@odata.nextLink` leads on.
 
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use kbgap_auth::Permission;
 use kbgap_domain::MachineId;
 use kbgap_service::MachineEntity;
@@ -21,7 +20,7 @@ use time::OffsetDateTime;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::odata::filter::{Kind, Record, Value};
-use crate::odata::{context, reject_system_options, ListOptions, ODATA_JSON};
+use crate::odata::{context, odata_json, reject_system_options, Entity, ListOptions, Page};
 use crate::routes::blocking;
 use crate::routes::software::request_base;
 use crate::AppState;
@@ -140,23 +139,6 @@ fn active_since(state: &AppState) -> i64 {
         .active_since(OffsetDateTime::now_utc())
 }
 
-fn json(body: &impl Serialize) -> Result<Response, ApiError> {
-    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
-    let mut resp = bytes.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ODATA_JSON));
-    Ok(resp)
-}
-
-#[derive(Serialize)]
-struct Page {
-    #[serde(rename = "@odata.context")]
-    context: String,
-    value: Vec<MachineDto>,
-    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
-    next_link: Option<String>,
-}
-
 /// `GET /api/machines`.
 pub async fn list(
     caller: Caller,
@@ -184,19 +166,11 @@ pub async fn list(
     let next_link = more
         .then(|| options.next_link(&base, "/api/machines", machines.len()))
         .flatten();
-    json(&Page {
+    odata_json(&Page {
         context: context(&base, "Machines"),
         value: machines.iter().map(MachineDto::from).collect(),
         next_link,
     })
-}
-
-#[derive(Serialize)]
-struct Entity {
-    #[serde(rename = "@odata.context")]
-    context: String,
-    #[serde(flatten)]
-    machine: MachineDto,
 }
 
 /// `GET /api/machines/{id}`: one machine, its id matched ignoring case.
@@ -226,8 +200,8 @@ pub async fn get(
     // Another tenant's machine is as absent as one that does not exist.
     let machine =
         found.ok_or_else(|| ApiError::ResourceNotFound(format!("Machine {id} was not found")))?;
-    json(&Entity {
+    odata_json(&Entity {
         context: context(&base, "Machines/$entity"),
-        machine: MachineDto::from(&machine),
+        entity: MachineDto::from(&machine),
     })
 }
